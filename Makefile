@@ -1,0 +1,34 @@
+# Each target installs what it needs on a fresh machine: uv (pip-installed when it is
+# missing), then the locked environment (`uv sync --frozen`).
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+RUN := $(UV) run --frozen --extra dev
+
+.PHONY: setup uv demo test lint format clean
+
+uv:
+	@command -v uv >/dev/null || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+.venv/.synced: pyproject.toml uv.lock
+	@$(MAKE) --no-print-directory uv
+	$(UV) sync --frozen --extra dev
+	@touch $@
+
+setup: .venv/.synced
+
+demo: setup
+	$(RUN) atrous demo
+
+test: setup
+	$(RUN) pytest
+
+lint: setup
+	$(RUN) ruff check src tests
+	$(RUN) ruff format --check src tests
+
+format: setup
+	$(RUN) ruff check --fix src tests
+	$(RUN) ruff format src tests
+
+clean:
+	rm -rf .venv .pytest_cache .ruff_cache

@@ -1,0 +1,18 @@
+"""Model families; importing this package registers every model."""
+
+from . import deeplab, fcn, pspnet  # noqa: F401  (registration side effects)
+from ._registry import create_model, is_model, list_models, model_entrypoint, register_model
+from .segmentor import SegmentationModel
+from .weights import load_checkpoint, load_model, save_pretrained
+
+__all__ = [
+    "SegmentationModel",
+    "create_model",
+    "is_model",
+    "list_models",
+    "load_checkpoint",
+    "load_model",
+    "model_entrypoint",
+    "register_model",
+    "save_pretrained",
+]

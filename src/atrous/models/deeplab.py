@@ -1,0 +1,196 @@
+"""DeepLab v3 and v3+ on dilated ResNets.
+
+* DeepLab v3 — Chen et al., "Rethinking Atrous Convolution for Semantic Image
+  Segmentation" (2017), arXiv:1706.05587.
+* DeepLab v3+ — Chen et al., "Encoder-Decoder with Atrous Separable Convolution for
+  Semantic Image Segmentation" (ECCV 2018), arXiv:1802.02611.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ..layers import ASPP, ConvNormAct, SeparableConvNormAct, resize
+from ._registry import register_model
+from .fcn import aux_fcn_head
+from .segmentor import SegmentationModel, build_backbone
+
+# DeepLab v3 §3.3: "three 3×3 convolutions with rates = (6, 12, 18) when output_stride
+# = 16 … the rates are doubled when output_stride = 8".
+ASPP_RATES_OS16 = (6, 12, 18)
+
+
+def aspp_rates(output_stride: int, rates_at_16: Sequence[int] = ASPP_RATES_OS16) -> tuple[int, ...]:
+    """ASPP rates for ``output_stride``, scaled from the paper's rates at 16."""
+    return tuple(max(1, r * 16 // output_stride) for r in rates_at_16)
+
+
+class DeepLabV3Head(nn.Sequential):
+    """ASPP → 3×3 conv 256 → BN → ReLU → 1×1 conv to classes.
+
+    DeepLab v3 §3.3 ends ASPP with "another 1×1 convolution (also with 256 filters and
+    batch normalization) before the final 1×1 convolution which generates the final
+    logits". torchvision adds a 3×3 conv + BN + ReLU between the two; this head keeps it,
+    and torchvision's layout, so torchvision's checkpoints load and agree to 1e-5.
+    """
+
+    def __init__(self, in_chs: int, num_classes: int, *, output_stride: int = 16) -> None:
+        super().__init__(
+            ASPP(in_chs, aspp_rates(output_stride), 256),
+            nn.Conv2d(256, 256, 3, padding=1, bias=False),
+            nn.BatchNorm2d(256),
+            nn.ReLU(),
+            nn.Conv2d(256, num_classes, 1),
+        )
+
+    def set_output_stride(self, output_stride: int) -> None:
+        self[0].set_rates(aspp_rates(output_stride))
+
+
+class DeepLabV3PlusHead(nn.Module):
+    """DeepLab v3+ decoder (§3.1, Fig. 2 and §4.1).
+
+    The encoder's ASPP output (stride 16) is bilinearly upsampled to the stride-4
+    low-level features, which a 1×1 convolution first reduces to 48 channels ("[1×1]
+    48 channels" was the best choice in Table 1); the two are concatenated and refined by
+    two 3×3 convolutions of 256 channels (Table 2), then a 1×1 convolution gives class
+    logits, which the model upsamples ×4 to the input. Upsampling is to the exact size of
+    the target map, so odd input sizes work.
+
+    Args:
+        separable: depthwise-separable ASPP and decoder convolutions (the paper's
+            Xception model); plain convolutions for ResNet.
+        dropout: after the ASPP projection (0.1, as the reference implementation).
+    """
+
+    def __init__(
+        self,
+        in_chs: int,
+        low_level_chs: int,
+        num_classes: int,
+        *,
+        output_stride: int = 16,
+        separable: bool = False,
+        low_level_out_chs: int = 48,
+        decoder_chs: int = 256,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.aspp = ASPP(in_chs, aspp_rates(output_stride), 256, separable=separable, dropout=dropout)
+        self.low_level = ConvNormAct(low_level_chs, low_level_out_chs, 1)
+        conv = SeparableConvNormAct if separable else ConvNormAct
+        self.fuse = nn.Sequential(
+            conv(256 + low_level_out_chs, decoder_chs, 3),
+            conv(decoder_chs, decoder_chs, 3),
+        )
+        self.classify = nn.Conv2d(decoder_chs, num_classes, 1)
+
+    def set_output_stride(self, output_stride: int) -> None:
+        self.aspp.set_rates(aspp_rates(output_stride))
+
+    def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
+        x = self.aspp(high)  # (B, 256, H/16, W/16)
+        low = self.low_level(low)  # (B, 48, H/4, W/4)
+        x = resize(x, low.shape[-2:])
+        x = self.fuse(torch.cat([x, low], dim=1))  # (B, 256, H/4, W/4)
+        return self.classify(x)
+
+
+def _create_deeplabv3(
+    backbone_name: str,
+    *,
+    num_classes: int = 21,
+    output_stride: int = 16,
+    multi_grid: Sequence[int] | None = None,
+    pretrained_backbone: str | None = None,
+    aux: bool = False,
+    in_chans: int = 3,
+) -> SegmentationModel:
+    backbone, config = build_backbone(
+        backbone_name,
+        num_classes=num_classes,
+        output_stride=output_stride,
+        multi_grid=multi_grid,
+        aux=aux,
+        in_chans=in_chans,
+        pretrained_backbone=pretrained_backbone,
+    )
+    head = DeepLabV3Head(backbone.feature_info[-1].num_chs, num_classes, output_stride=output_stride)
+    aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
+    return SegmentationModel(backbone, head, aux_classifier=aux_head, aux_index=aux_index, config=config)
+
+
+def _create_deeplabv3plus(
+    backbone_name: str,
+    *,
+    num_classes: int = 21,
+    output_stride: int = 16,
+    multi_grid: Sequence[int] | None = None,
+    pretrained_backbone: str | None = None,
+    aux: bool = False,
+    in_chans: int = 3,
+    separable: bool = False,
+) -> SegmentationModel:
+    backbone, config = build_backbone(
+        backbone_name,
+        num_classes=num_classes,
+        output_stride=output_stride,
+        multi_grid=multi_grid,
+        aux=aux,
+        in_chans=in_chans,
+        pretrained_backbone=pretrained_backbone,
+    )
+    config["separable"] = separable
+    info = backbone.feature_info
+    low_index = info.index(reduction=4)
+    head = DeepLabV3PlusHead(
+        info[-1].num_chs, info[low_index].num_chs, num_classes, output_stride=output_stride, separable=separable
+    )
+    aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
+    return SegmentationModel(
+        backbone,
+        head,
+        classifier_indices=(low_index, -1),
+        aux_classifier=aux_head,
+        aux_index=aux_index,
+        config=config,
+    )
+
+
+@register_model
+def deeplabv3_resnet18(**kwargs) -> SegmentationModel:
+    """DeepLab v3, dilated ResNet-18 (a small model for CPUs)."""
+    return _create_deeplabv3("resnet18", **kwargs)
+
+
+@register_model
+def deeplabv3_resnet50(**kwargs) -> SegmentationModel:
+    """DeepLab v3, dilated ResNet-50 (torchvision ``deeplabv3_resnet50`` layout at stride 8)."""
+    return _create_deeplabv3("resnet50", **kwargs)
+
+
+@register_model
+def deeplabv3_resnet101(**kwargs) -> SegmentationModel:
+    """DeepLab v3, dilated ResNet-101 (torchvision ``deeplabv3_resnet101`` layout at stride 8)."""
+    return _create_deeplabv3("resnet101", **kwargs)
+
+
+@register_model
+def deeplabv3plus_resnet18(**kwargs) -> SegmentationModel:
+    """DeepLab v3+, dilated ResNet-18 (a small model for CPUs; the demo's model)."""
+    return _create_deeplabv3plus("resnet18", **kwargs)
+
+
+@register_model
+def deeplabv3plus_resnet50(**kwargs) -> SegmentationModel:
+    """DeepLab v3+, dilated ResNet-50."""
+    return _create_deeplabv3plus("resnet50", **kwargs)
+
+
+@register_model
+def deeplabv3plus_resnet101(**kwargs) -> SegmentationModel:
+    """DeepLab v3+, dilated ResNet-101 (the paper's ResNet-101 variant, §4.2)."""
+    return _create_deeplabv3plus("resnet101", **kwargs)

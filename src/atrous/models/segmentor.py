@@ -1,0 +1,166 @@
+"""The shared semantic-segmentation model: backbone → head → logits at input size."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..backbones import ResNet, create_backbone
+from ..layers.upsample import resize
+
+
+def check_num_classes(num_classes: int) -> None:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+
+
+def build_backbone(
+    backbone_name: str,
+    *,
+    num_classes: int,
+    output_stride: int,
+    multi_grid: Sequence[int] | None,
+    aux: bool,
+    in_chans: int,
+    pretrained_backbone: str | None,
+) -> tuple[ResNet, dict[str, Any]]:
+    """Validate the arguments every family shares, build the backbone, and record them.
+
+    The returned config is what ``save_pretrained`` writes and ``load_model`` rebuilds
+    from (the pretrained-backbone source is not part of it: saved weights replace it).
+    """
+    check_num_classes(num_classes)
+    backbone = create_backbone(
+        backbone_name,
+        output_stride=output_stride,
+        multi_grid=multi_grid,
+        in_chans=in_chans,
+        pretrained=pretrained_backbone,
+    )
+    config = dict(
+        num_classes=num_classes,
+        output_stride=output_stride,
+        multi_grid=list(multi_grid) if multi_grid is not None else None,
+        aux=bool(aux),
+        in_chans=in_chans,
+    )
+    return backbone, config
+
+
+class SegmentationModel(nn.Module):
+    """Backbone, classifier and optional auxiliary classifier.
+
+    ``forward(x)`` takes a float (B, C, H, W) batch and returns logits (B, classes, H, W)
+    at the input's height and width, whatever they are. In training mode with an
+    auxiliary head it returns ``{"out": logits, "aux": aux_logits}`` (both at H×W); the
+    loss weighs ``aux`` by :attr:`aux_weight`. In evaluation the auxiliary head is
+    skipped.
+
+    The attribute names ``backbone``, ``classifier`` and ``aux_classifier`` are
+    torchvision's, so torchvision segmentation checkpoints load into the matching model.
+
+    Args:
+        backbone: a feature extractor returning a list of maps described by its
+            ``feature_info``.
+        classifier: the head. It is called with the features at
+            ``classifier_indices`` (positions in the backbone's list), in that order.
+        aux_classifier: an optional training-time head on ``features[aux_index]``.
+        config: the arguments the model was built with; saved by ``save_pretrained``.
+        aux_weight: the auxiliary loss weight (PSPNet §4.2 uses 0.4).
+    """
+
+    def __init__(
+        self,
+        backbone: ResNet,
+        classifier: nn.Module,
+        *,
+        classifier_indices: Sequence[int] = (-1,),
+        aux_classifier: nn.Module | None = None,
+        aux_index: int = -2,
+        aux_weight: float = 0.4,
+        config: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.classifier = classifier
+        self.aux_classifier = aux_classifier
+        self.classifier_indices = tuple(classifier_indices)
+        self.aux_index = aux_index
+        self.aux_weight = aux_weight
+        self.config = dict(config)
+        # Heads are initialised here, once, for every family; the backbone keeps its own
+        # (torchvision's) initialisation or its pretrained weights.
+        for head in (self.classifier, self.aux_classifier):
+            if head is not None:
+                init_head_weights(head)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.config["num_classes"])
+
+    @property
+    def output_stride(self) -> int:
+        return self.backbone.output_stride
+
+    def set_output_stride(self, output_stride: int) -> None:
+        """Switch output stride in place (DeepLab v3 §4.3: train at 16, evaluate at 8).
+
+        Backbone strides become dilations (or back) and heads with atrous rates rescale
+        them; no weight changes.
+        """
+        self.backbone.set_output_stride(output_stride, self.config.get("multi_grid"))
+        for head in (self.classifier, self.aux_classifier):
+            if head is not None and hasattr(head, "set_output_stride"):
+                head.set_output_stride(output_stride)
+        self.config["output_stride"] = output_stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
+        check_input(x, self.backbone.in_chans)
+        size = x.shape[-2:]
+        features = self.backbone(x)
+        out = resize(self.classifier(*[features[i] for i in self.classifier_indices]), size)
+        if self.training and self.aux_classifier is not None:
+            aux = resize(self.aux_classifier(features[self.aux_index]), size)
+            return {"out": out, "aux": aux}
+        return out
+
+    def save_pretrained(self, directory) -> None:
+        """Write ``model.safetensors`` and ``config.json`` to ``directory``."""
+        from .weights import save_pretrained
+
+        save_pretrained(self, directory)
+
+
+def check_input(x: torch.Tensor, in_chans: int) -> None:
+    """A clear error for input that is not a float (B, in_chans, H, W) tensor."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"model input must be a torch.Tensor, got {type(x).__name__}")
+    if x.ndim != 4:
+        raise ValueError(
+            f"model input must be 4-D (batch, channels, height, width), got shape {tuple(x.shape)}"
+            + (" — add a batch dimension with x.unsqueeze(0)" if x.ndim == 3 else "")
+        )
+    if not x.is_floating_point():
+        raise TypeError(
+            f"model input must be a floating-point tensor, got {x.dtype} — convert and normalise "
+            f"images first (uint8 0..255 → float)"
+        )
+    if x.shape[1] != in_chans:
+        raise ValueError(f"model input must have {in_chans} channels, got shape {tuple(x.shape)}")
+
+
+def init_head_weights(module: nn.Module) -> None:
+    """Kaiming-normal convolutions, unit/zero norms, as torchvision initialises ResNet."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.ConvTranspose2d):
+            continue  # keeps its bilinear initialisation (layers.upsample)
+        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

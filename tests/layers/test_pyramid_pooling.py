@@ -1,0 +1,29 @@
+import torch
+import torch.nn.functional as F
+
+from atrous.layers import PyramidPooling
+
+
+def test_channels_and_concatenation_with_input():
+    ppm = PyramidPooling(64).eval()
+    assert [s[0].output_size for s in ppm.stages] == [1, 2, 3, 6]
+    assert [s[1].conv.out_channels for s in ppm.stages] == [16] * 4  # C / 4 each (§3.3)
+    x = torch.randn(2, 64, 13, 17)
+    y = ppm(x)
+    assert y.shape == (2, 64 + 4 * 16, 13, 17) == (2, ppm.out_chs, 13, 17)
+    assert torch.equal(y[:, :64], x)
+
+
+def test_each_level_is_pool_reduce_then_bilinear_upsample():
+    ppm = PyramidPooling(8, bins=(2,)).eval()
+    x = torch.randn(1, 8, 12, 12)
+    stage = ppm.stages[0]
+    expected = F.interpolate(stage[1](F.adaptive_avg_pool2d(x, 2)), size=(12, 12), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(ppm(x)[:, 8:], expected)
+
+
+def test_trains_with_batch_size_one():
+    ppm = PyramidPooling(16).train()
+    x = torch.randn(1, 16, 6, 6, requires_grad=True)
+    ppm(x).sum().backward()
+    assert torch.isfinite(x.grad).all()

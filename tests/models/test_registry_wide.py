@@ -1,0 +1,69 @@
+"""Every registered model, checked the moment it is registered."""
+
+import pytest
+import torch
+
+import atrous
+from atrous.models import SegmentationModel
+
+MODELS = atrous.list_models()
+
+
+def test_registry_has_the_foundation_families():
+    for name in [
+        "fcn_resnet50",
+        "fcn_resnet101",
+        "deeplabv3_resnet50",
+        "deeplabv3_resnet101",
+        "deeplabv3plus_resnet50",
+        "deeplabv3plus_resnet101",
+        "pspnet_resnet50",
+        "pspnet_resnet101",
+    ]:
+        assert name in MODELS
+    assert atrous.list_models("pspnet*") == ["pspnet_resnet101", "pspnet_resnet50"]
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_eval_output_is_logits_at_input_size_for_odd_sizes(name):
+    model = atrous.create_model(name, num_classes=3).eval()
+    assert isinstance(model, SegmentationModel)
+    assert model.config["name"] == name
+    with torch.no_grad():
+        for h, w in [(33, 47), (65, 65)]:
+            out = model(torch.randn(2, 3, h, w))
+            assert out.shape == (2, 3, h, w)
+            assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_step_with_batch_size_one(name):
+    model = atrous.create_model(name, num_classes=4, aux=True).train()
+    x = torch.randn(1, 3, 49, 53)
+    out = model(x)
+    assert set(out) == {"out", "aux"}
+    assert out["out"].shape == out["aux"].shape == (1, 4, 49, 53)
+    loss = out["out"].logsumexp(1).mean() + model.aux_weight * out["aux"].logsumexp(1).mean()
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert model.classifier[-1].weight.grad.abs().sum() > 0 if hasattr(model.classifier, "__getitem__") else True
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_aux_head_is_training_only_and_on_stage_three(name):
+    model = atrous.create_model(name, num_classes=2, aux=True)
+    info = model.backbone.feature_info
+    assert info[model.aux_index].module == "layer3"
+    model.eval()
+    assert isinstance(model(torch.randn(1, 3, 32, 32)), torch.Tensor)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_feature_info_agrees_with_the_backbone_outputs(name):
+    model = atrous.create_model(name, num_classes=2).eval()
+    with torch.no_grad():
+        features = model.backbone(torch.randn(1, 3, 64, 64))
+    for feature, spec in zip(features, model.backbone.feature_info, strict=True):
+        assert feature.shape[1] == spec.num_chs
+        assert feature.shape[-1] == 64 // spec.reduction
