@@ -91,11 +91,12 @@ class SegmentationModel(nn.Module):
         self.aux_index = aux_index
         self.aux_weight = aux_weight
         self.config = dict(config)
+        self.metadata: dict[str, Any] = {}  # class names, palette …: saved, never used to build
         # Heads are initialised here, once, for every family; the backbone keeps its own
         # (torchvision's) initialisation or its pretrained weights.
         for head in (self.classifier, self.aux_classifier):
             if head is not None:
-                init_head_weights(head)
+                init_head_weights(head, int(config["num_classes"]))
 
     @property
     def num_classes(self) -> int:
@@ -127,11 +128,11 @@ class SegmentationModel(nn.Module):
             return {"out": out, "aux": aux}
         return out
 
-    def save_pretrained(self, directory) -> None:
+    def save_pretrained(self, directory, *, metadata: dict[str, Any] | None = None) -> None:
         """Write ``model.safetensors`` and ``config.json`` to ``directory``."""
         from .weights import save_pretrained
 
-        save_pretrained(self, directory)
+        save_pretrained(self, directory, metadata=metadata)
 
 
 def check_input(x: torch.Tensor, in_chans: int) -> None:
@@ -152,11 +153,20 @@ def check_input(x: torch.Tensor, in_chans: int) -> None:
         raise ValueError(f"model input must have {in_chans} channels, got shape {tuple(x.shape)}")
 
 
-def init_head_weights(module: nn.Module) -> None:
-    """Kaiming-normal convolutions, unit/zero norms, as torchvision initialises ResNet."""
+def init_head_weights(module: nn.Module, num_classes: int) -> None:
+    """Kaiming-normal convolutions and unit/zero norms, as torchvision initialises ResNet;
+    the 1×1 classifier convolutions to ``num_classes`` get N(0, 0.01²) and zero bias.
+
+    A Kaiming-initialised classifier starts with logits spread over several units (a first
+    loss near 8 for 4 classes, and a spike after the first step); small classifier weights
+    start every class near equal probability, as mmsegmentation initialises ``conv_seg``.
+    """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.out_channels == num_classes and m.kernel_size == (1, 1):
+                nn.init.normal_(m.weight, std=0.01)
+            else:
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.ConvTranspose2d):
