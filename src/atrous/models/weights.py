@@ -33,8 +33,12 @@ def _atomic_write(path: Path, write) -> None:
         raise
 
 
-def save_pretrained(model: SegmentationModel, directory: str | os.PathLike) -> Path:
-    """Write the model's weights (safetensors) and build config (JSON) to ``directory``."""
+def save_pretrained(model: SegmentationModel, directory: str | os.PathLike, *, metadata: dict | None = None) -> Path:
+    """Write the model's weights (safetensors) and build config (JSON) to ``directory``.
+
+    ``metadata`` (JSON-serialisable: class names, palette, normalisation …) is stored
+    beside the build arguments and comes back as ``model.metadata`` from :func:`load_model`.
+    """
     from safetensors.torch import save_file
 
     directory = Path(directory)
@@ -42,7 +46,8 @@ def save_pretrained(model: SegmentationModel, directory: str | os.PathLike) -> P
     if "name" not in model.config:
         raise ValueError("save_pretrained needs a model built by atrous.create_model (its config has no name)")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    config = {"format": "atrous", "version": 1, **model.config}
+    metadata = metadata if metadata is not None else getattr(model, "metadata", None)
+    config = {"format": "atrous", "version": 1, **model.config, "metadata": metadata or {}}
     _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
     return directory
@@ -64,9 +69,11 @@ def load_model(directory: str | os.PathLike, *, map_location: str | torch.device
         raise ValueError(f"{config_path} has no model 'name'; expected a config written by save_pretrained")
     config.pop("format", None)
     config.pop("version", None)
+    metadata = config.pop("metadata", {})
     name = config.pop("name")
     model = create_model(name, **config)
     load_strict(model, load_state_dict_file(weights_path), source=str(weights_path))
+    model.metadata = metadata
     return model.to(map_location).eval()
 
 
