@@ -1,0 +1,61 @@
+"""Datasets, paired transforms and the dataset doctor.
+
+Datasets return ``(image uint8 (3, H, W), mask int64 (H, W))`` with every mask checked
+on the CPU; ``transforms`` then make training or evaluation tensors. See
+:func:`build_dataset` for the datasets by name.
+"""
+
+from .constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from .datasets import (
+    ADE20K,
+    CamVid,
+    Cityscapes,
+    FileDataset,
+    FolderDataset,
+    SyntheticShapes,
+    VOCSegmentation,
+    build_dataset,
+    list_datasets,
+)
+from .doctor import DoctorReport, format_report, median_frequency_weights, scan_dataset
+from .errors import (
+    DatasetError,
+    EmptyDatasetError,
+    ImageReadError,
+    MaskValueError,
+    SizeMismatchError,
+    UnmatchedFilesError,
+)
+from .io import read_image, read_mask, read_raw_mask
+from .transforms import denormalize, eval_transforms, train_transforms
+
+__all__ = [
+    "ADE20K",
+    "IGNORE_INDEX",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CamVid",
+    "Cityscapes",
+    "DatasetError",
+    "DoctorReport",
+    "EmptyDatasetError",
+    "FileDataset",
+    "FolderDataset",
+    "ImageReadError",
+    "MaskValueError",
+    "SizeMismatchError",
+    "SyntheticShapes",
+    "UnmatchedFilesError",
+    "VOCSegmentation",
+    "build_dataset",
+    "denormalize",
+    "eval_transforms",
+    "format_report",
+    "list_datasets",
+    "median_frequency_weights",
+    "read_image",
+    "read_mask",
+    "read_raw_mask",
+    "scan_dataset",
+    "train_transforms",
+]

@@ -1,0 +1,187 @@
+"""Paired image + mask transforms on ``torchvision.transforms.v2``.
+
+Every transform here takes and returns ``(image, mask)``: image ``uint8 (3, H, W)`` in,
+``float32 (3, h, w)`` normalised out; mask ``int64 (H, W)`` in and out. Inside, the pair is
+wrapped as ``tv_tensors.Image`` / ``tv_tensors.Mask`` so that v2 applies each geometric
+step to both with the same parameters and each colour step to the image only.
+
+Masks are only ever resized by nearest neighbour with aligned pixel centres
+(``nearest-exact``): interpolating labels would invent classes at boundaries. (v2's own
+``Resize`` uses floor-based ``nearest`` for masks, which shifts them against the bilinear
+image by up to half an input pixel; hence :class:`RandomScale` and :class:`ResizeTo`.)
+Padding fills the image with 0 and the mask with ``IGNORE_INDEX``, so padded pixels
+never count in the loss or the metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+
+from .constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+
+
+def _pair(size: int | Sequence[int], name: str) -> tuple[int, int]:
+    pair = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+    if len(pair) != 2 or min(pair) < 1:
+        raise ValueError(f"{name} must be a positive int or (height, width); got {size!r}")
+    return pair  # type: ignore[return-value]
+
+
+def _spatial_size(flat_inputs: list[Any]) -> tuple[int, int]:
+    sizes = {tuple(F.get_size(x)) for x in flat_inputs if isinstance(x, (tv_tensors.Image, tv_tensors.Mask))}
+    if len(sizes) != 1:
+        raise ValueError(f"image and mask must have one (height, width); got sizes {sorted(sizes)}")
+    return sizes.pop()  # type: ignore[return-value]
+
+
+def _resize(inpt: Any, size: list[int]) -> Any:
+    """Images bilinear with antialiasing; masks nearest-exact; anything else unchanged."""
+    if isinstance(inpt, tv_tensors.Mask):
+        plain = inpt.as_subclass(torch.Tensor)
+        flat = plain.reshape(-1, *plain.shape[-2:])  # resize_image wants (…, C, H, W)
+        out = F.resize_image(flat, size, interpolation=v2.InterpolationMode.NEAREST_EXACT)
+        return tv_tensors.wrap(out.reshape(*plain.shape[:-2], *size), like=inpt)
+    if isinstance(inpt, tv_tensors.Image):
+        return F.resize(inpt, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+    return inpt
+
+
+class RandomScale(v2.Transform):
+    """Resize image and mask by one random factor drawn uniformly from ``scale_range``.
+
+    The multi-scale augmentation of DeepLab (v2 §4, v3 §4: factors 0.5–2.0), which keeps
+    the aspect ratio, unlike v2's ``RandomResize`` (a random shorter side).
+    """
+
+    def __init__(self, scale_range: tuple[float, float] = (0.5, 2.0)) -> None:
+        super().__init__()
+        low, high = scale_range
+        if not 0 < low <= high:
+            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high; got {scale_range}")
+        self.scale_range = (float(low), float(high))
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        height, width = _spatial_size(flat_inputs)
+        factor = float(torch.empty(()).uniform_(*self.scale_range))
+        return {"size": [max(1, round(height * factor)), max(1, round(width * factor))]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return _resize(inpt, params["size"])
+
+
+class ResizeTo(v2.Transform):
+    """Resize image (bilinear) and mask (nearest-exact) to ``size``.
+
+    ``size`` is ``(height, width)``, or an int for the shorter side with the aspect ratio
+    kept (as in torchvision's ``Resize``).
+    """
+
+    def __init__(self, size: int | tuple[int, int]) -> None:
+        super().__init__()
+        self.size = size if isinstance(size, int) else _pair(size, "size")
+        if isinstance(size, int) and size < 1:
+            raise ValueError(f"size must be positive; got {size}")
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        if not isinstance(self.size, int):
+            return {"size": list(self.size)}
+        height, width = _spatial_size(flat_inputs)
+        short = min(height, width)
+        return {"size": [max(1, round(height * self.size / short)), max(1, round(width * self.size / short))]}
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        return _resize(inpt, params["size"])
+
+
+class PairedTransform:
+    """Apply a v2 pipeline to an ``(image, mask)`` pair of plain tensors; return plain tensors.
+
+    Args:
+        pipeline: v2 transforms, run on ``tv_tensors.Image`` and ``tv_tensors.Mask``.
+    """
+
+    def __init__(self, pipeline: v2.Transform) -> None:
+        self.pipeline = pipeline
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if image.ndim != 3 or mask.ndim != 2:
+            raise ValueError(
+                f"expected image (3, H, W) and mask (H, W); got {tuple(image.shape)} and {tuple(mask.shape)}"
+            )
+        image, mask = self.pipeline(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        return image.as_subclass(torch.Tensor), mask.as_subclass(torch.Tensor)
+
+    def __repr__(self) -> str:
+        return f"PairedTransform({self.pipeline})"
+
+
+def _to_float_and_normalize(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
+    return [
+        v2.ToDtype({tv_tensors.Image: torch.float32, "others": None}, scale=True),  # uint8 0..255 -> 0..1
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ]
+
+
+def train_transforms(
+    crop_size: int | tuple[int, int],
+    *,
+    scale_range: tuple[float, float] | None = (0.5, 2.0),
+    hflip: float = 0.5,
+    jitter: bool | float = True,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+) -> PairedTransform:
+    """The DeepLab training augmentation for ``(image, mask)`` pairs.
+
+    Random scale (``scale_range``, ``None`` to skip) → pad to at least ``crop_size`` (image
+    0, mask ``IGNORE_INDEX``) → random crop of ``crop_size`` → horizontal flip with
+    probability ``hflip`` → colour jitter of the image (brightness, contrast and saturation
+    by ±0.2, or by ±``jitter`` if a number; off with ``False``) → float in 0..1 →
+    normalise with ``mean`` and ``std``.
+
+    Returns:
+        A callable ``(image uint8 (3, H, W), mask int64 (H, W)) -> (image float32
+        (3, h, w), mask int64 (h, w))`` with ``(h, w) == crop_size``, so the default
+        collate stacks a batch.
+    """
+    crop = _pair(crop_size, "crop_size")
+    steps: list[v2.Transform] = []
+    if scale_range is not None:
+        steps.append(RandomScale(scale_range))
+    steps.append(v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}))
+    if hflip > 0:
+        steps.append(v2.RandomHorizontalFlip(p=hflip))
+    strength = 0.2 if jitter is True else float(jitter)
+    if strength > 0:
+        steps.append(v2.ColorJitter(brightness=strength, contrast=strength, saturation=strength))
+    steps += _to_float_and_normalize(mean, std)
+    return PairedTransform(v2.Compose(steps))
+
+
+def eval_transforms(
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    resize: int | tuple[int, int] | None = None,
+) -> PairedTransform:
+    """Evaluation: optionally resize (image bilinear, mask nearest; see :class:`ResizeTo`), then float + normalise.
+
+    Without ``resize`` images keep their size, so batches of different sizes need
+    ``batch_size=1`` (or a fixed ``resize``); metrics are computed at the mask's size.
+    """
+    steps: list[v2.Transform] = [ResizeTo(resize)] if resize is not None else []
+    return PairedTransform(v2.Compose(steps + _to_float_and_normalize(mean, std)))
+
+
+def denormalize(
+    image: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """Undo the normalisation of ``(3, H, W)`` or ``(B, 3, H, W)`` images: ``uint8`` 0..255 for overlays."""
+    mean_t = torch.as_tensor(mean, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    std_t = torch.as_tensor(std, dtype=image.dtype, device=image.device).view(3, 1, 1)
+    return ((image * std_t + mean_t) * 255).round().clamp(0, 255).to(torch.uint8)
