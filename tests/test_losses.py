@@ -1,0 +1,257 @@
+import pytest
+import torch
+import torch.nn.functional as F
+
+from atrous.data.constants import IGNORE_INDEX
+from atrous.losses import (
+    CombinedLoss,
+    CrossEntropy,
+    DiceLoss,
+    FocalLoss,
+    OHEMCrossEntropy,
+    SegmentationLoss,
+    build_loss,
+    list_losses,
+)
+
+C = 5
+
+
+def batch(shape=(2, 6, 7), num_classes=C, ignore_frac=0.25, seed=0):
+    """Random logits (B, C, H, W) and targets (B, H, W) with some ignored pixels."""
+    g = torch.Generator().manual_seed(seed)
+    logits = 2 * torch.randn(shape[0], num_classes, *shape[1:], generator=g)
+    target = torch.randint(num_classes, shape, generator=g)
+    target = torch.where(torch.rand(shape, generator=g) < ignore_frac, IGNORE_INDEX, target)
+    return logits, target
+
+
+LOSSES = {
+    "ce": lambda: CrossEntropy(),
+    "ce_weighted": lambda: CrossEntropy([1.0, 2.0, 0.5, 1.0, 3.0]),
+    "ohem": lambda: OHEMCrossEntropy(thresh=0.7, min_kept=10),
+    "dice": lambda: DiceLoss(),
+    "dice_all": lambda: DiceLoss(classes="all", squared=True),
+    "focal": lambda: FocalLoss(gamma=2.0, alpha=[1.0, 2.0, 0.5, 1.0, 3.0]),
+    "focal_half": lambda: FocalLoss(gamma=0.5),
+    "ce+dice": lambda: CombinedLoss({"ce": CrossEntropy(), "dice": DiceLoss()}, {"dice": 0.5}),
+}
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_ignored_pixels_get_zero_gradient_and_the_rest_finite(name):
+    logits, target = batch()
+    logits.requires_grad_(True)
+    loss = LOSSES[name]()(logits, target)
+    assert loss.ndim == 0 and loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    grad = logits.grad
+    assert torch.isfinite(grad).all()
+    ignored = (target == IGNORE_INDEX).unsqueeze(1).expand_as(grad)
+    assert torch.equal(grad[ignored], torch.zeros_like(grad[ignored]))
+    assert grad[~ignored].abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_a_batch_with_no_labelled_pixel_gives_zero_with_a_graph(name):
+    logits = torch.randn(2, C, 4, 4, requires_grad=True)
+    loss = LOSSES[name]()(logits, torch.full((2, 4, 4), IGNORE_INDEX))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert torch.equal(logits.grad, torch.zeros_like(logits))
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_bad_input_raises_clear_errors(name):
+    loss = LOSSES[name]()
+    logits, target = batch()
+    bad = target.clone()
+    bad[0, 0, :2] = torch.tensor([7, -1])
+    with pytest.raises(ValueError, match=r"target has labels \{-1, 7\}"):
+        loss(logits, bad)
+    with pytest.raises(ValueError, match="float"):
+        loss(logits[0], target[0])
+    with pytest.raises(ValueError, match="float"):
+        loss(logits.long(), target)
+    with pytest.raises(ValueError, match=r"\(2, 6, 6\).*\(2, 5, 6, 7\)"):
+        loss(logits, target[..., :6])
+    with pytest.raises(ValueError, match="integer"):
+        loss(logits, target.float())
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_bf16_autocast_logits_are_computed_in_float32(name):
+    logits, target = batch()
+    conv = torch.nn.Conv2d(C, C, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        low = conv(logits)
+        assert low.dtype == torch.bfloat16
+        loss = LOSSES[name]()(low, target)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+    torch.testing.assert_close(loss, LOSSES[name]()(low.float(), target))
+    loss.backward()
+    assert torch.isfinite(conv.weight.grad).all()
+
+
+def test_cross_entropy_equals_torch_with_ignore_index_and_weights():
+    logits, target = batch()
+    torch.testing.assert_close(CrossEntropy()(logits, target), F.cross_entropy(logits, target, ignore_index=255))
+    w = [1.0, 2.0, 0.5, 1.0, 3.0]
+    torch.testing.assert_close(
+        CrossEntropy(torch.tensor(w))(logits, target),
+        F.cross_entropy(logits, target, weight=torch.tensor(w), ignore_index=255),
+    )
+    # uint8 masks work; another ignore label is honoured.
+    other = torch.where(target == IGNORE_INDEX, -1, target)
+    torch.testing.assert_close(CrossEntropy(ignore_index=-1)(logits, other), CrossEntropy()(logits, target))
+
+
+def test_class_weights_are_validated():
+    for bad, match in (([1.0, -1.0], "non-negative"), ([0.0, 0.0], "positive"), ([[1.0]], "1-D")):
+        with pytest.raises(ValueError, match=match):
+            CrossEntropy(bad)
+    logits, target = batch()
+    with pytest.raises(ValueError, match="3 entries but logits have 5 classes"):
+        CrossEntropy([1.0, 1.0, 1.0])(logits, target)
+
+
+def test_ohem_keeps_only_hard_pixels_when_there_are_enough():
+    # Two classes; the true-class probability of pixel i is sigmoid(x_i).
+    target = torch.zeros(1, 1, 40, dtype=torch.long)
+    prob = torch.linspace(0.05, 0.95, 40)
+    logits = torch.stack([torch.logit(prob), torch.zeros(40)]).view(1, 2, 1, 40)
+    target[..., 0] = IGNORE_INDEX  # the hardest pixel is ignored
+    hard = (prob < 0.7) & (torch.arange(40) > 0)
+
+    kept, p = OHEMCrossEntropy(thresh=0.7, min_kept=5).select(logits, target)
+    assert torch.equal(kept.flatten(), hard)
+    torch.testing.assert_close(p.flatten()[1:], prob[1:])
+
+    loss = OHEMCrossEntropy(thresh=0.7, min_kept=5)(logits, target)
+    nll = F.cross_entropy(logits, target, ignore_index=255, reduction="none").flatten()
+    torch.testing.assert_close(loss, nll[hard].mean())
+
+
+def test_ohem_keeps_at_least_min_kept_hardest_pixels():
+    target = torch.zeros(1, 1, 40, dtype=torch.long)
+    prob = torch.linspace(0.05, 0.95, 40)[torch.randperm(40)]
+    logits = torch.stack([torch.logit(prob), torch.zeros(40)]).view(1, 2, 1, 40)
+    target[..., :3] = IGNORE_INDEX
+    kept, _ = OHEMCrossEntropy(thresh=0.1, min_kept=12).select(logits, target)
+    kept = kept.flatten()
+    assert kept.sum() == 12 and not kept[:3].any()
+    labelled = prob[3:]
+    assert torch.equal(kept[3:], labelled <= labelled.sort().values[11])
+    # More than there are labelled pixels: all of them, never an ignored one.
+    kept, _ = OHEMCrossEntropy(thresh=0.1, min_kept=1000).select(logits, target)
+    assert kept.flatten().sum() == 37 and not kept.flatten()[:3].any()
+
+
+def test_ohem_is_cross_entropy_when_it_keeps_everything():
+    logits, target = batch()
+    w = [1.0, 2.0, 0.5, 1.0, 3.0]
+    for weight in (None, w):
+        ohem = OHEMCrossEntropy(thresh=1.0, min_kept=10**6, weight=weight)
+        torch.testing.assert_close(ohem(logits, target), CrossEntropy(weight)(logits, target))
+
+
+def test_ohem_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="thresh"):
+        OHEMCrossEntropy(thresh=0.0)
+    with pytest.raises(ValueError, match="min_kept"):
+        OHEMCrossEntropy(min_kept=-1)
+
+
+@pytest.mark.parametrize("classes", ["present", "all"])
+def test_dice_is_in_unit_range_and_zero_for_a_perfect_prediction(classes):
+    logits, target = batch(seed=1)
+    loss = DiceLoss(classes=classes)(logits, target)
+    assert 0.0 < loss.item() < 1.0
+    perfect = 30.0 * F.one_hot(target.clamp_max(C - 1), C).permute(0, 3, 1, 2).float()
+    # Whatever is predicted at ignored pixels does not matter.
+    perfect = torch.where((target == IGNORE_INDEX).unsqueeze(1), 30.0 * torch.rand_like(perfect), perfect)
+    assert DiceLoss(classes=classes)(perfect, target).item() < 1e-6
+    assert DiceLoss(classes=classes)(-perfect, target).item() > 0.5
+
+
+def test_dice_matches_its_formula_and_class_selection():
+    logits, target = batch(seed=2)
+    target[target == 4] = 0  # class 4 is absent
+    valid = (target != IGNORE_INDEX).unsqueeze(1)
+    p = logits.softmax(1) * valid
+    g = F.one_hot(torch.where(valid[:, 0], target, 0), C).permute(0, 3, 1, 2) * valid
+    dice = (2 * (p * g).sum((0, 2, 3)) + 1) / (p.sum((0, 2, 3)) + g.sum((0, 2, 3)) + 1)
+    torch.testing.assert_close(DiceLoss()(logits, target), 1 - dice[:4].mean())
+    torch.testing.assert_close(DiceLoss(classes="all")(logits, target), 1 - dice.mean())
+
+
+def test_focal_with_gamma_zero_is_cross_entropy():
+    logits, target = batch()
+    torch.testing.assert_close(FocalLoss(gamma=0.0)(logits, target), CrossEntropy()(logits, target))
+    w = [1.0, 2.0, 0.5, 1.0, 3.0]
+    torch.testing.assert_close(FocalLoss(gamma=0.0, alpha=w)(logits, target), CrossEntropy(w)(logits, target))
+
+
+def test_focal_down_weights_easy_pixels():
+    logits, target = batch()
+    valid = target != IGNORE_INDEX
+    log_p = logits.log_softmax(1).gather(1, torch.where(valid, target, 0).unsqueeze(1)).squeeze(1)
+    expected = (-((1 - log_p.exp()) ** 2) * log_p)[valid].mean()
+    torch.testing.assert_close(FocalLoss(gamma=2.0)(logits, target), expected)
+    assert FocalLoss(gamma=2.0)(logits, target) < CrossEntropy()(logits, target)
+    with pytest.raises(ValueError, match="gamma"):
+        FocalLoss(gamma=-1.0)
+
+
+def test_segmentation_loss_adds_the_weighted_aux_loss():
+    out, target = batch(seed=3)
+    aux, _ = batch(seed=4)
+    ce = CrossEntropy()
+    seg = SegmentationLoss(ce, aux_weight=0.4)
+    total = seg({"out": out, "aux": aux}, target)
+    torch.testing.assert_close(total, ce(out, target) + 0.4 * ce(aux, target))
+    assert set(seg.last_components) == {"out", "aux", "total"}
+    torch.testing.assert_close(seg.last_components["aux"], ce(aux, target))
+    torch.testing.assert_close(seg(out, target), ce(out, target))
+    assert set(seg.last_components) == {"out", "total"}
+    torch.testing.assert_close(seg({"out": out}, target), ce(out, target))
+    with pytest.raises(ValueError, match="'out'"):
+        seg({"logits": out}, target)
+    with pytest.raises(ValueError, match="aux_weight"):
+        SegmentationLoss(ce, aux_weight=-0.1)
+
+
+@pytest.mark.parametrize("name", ["ce", "ohem", "dice", "focal", "ce+dice"])
+def test_build_loss_by_name(name):
+    assert name in list_losses()
+    loss_fn = build_loss(name, num_classes=C)
+    assert isinstance(loss_fn, SegmentationLoss) and loss_fn.aux_weight == 0.4
+    out, target = batch()
+    out.requires_grad_(True)
+    loss = loss_fn({"out": out, "aux": out * 0.5}, target)
+    assert torch.isfinite(loss)
+    loss.backward()
+
+
+def test_build_loss_passes_options_and_weights():
+    logits, target = batch()
+    w = [1.0, 2.0, 0.5, 1.0, 3.0]
+    ce = build_loss("ce", num_classes=C, class_weights=w, aux_weight=0.0)
+    torch.testing.assert_close(ce(logits, target), CrossEntropy(w)(logits, target))
+    ohem = build_loss("ohem", num_classes=C, thresh=0.9, min_kept=7)
+    assert (ohem.criterion.thresh, ohem.criterion.min_kept) == (0.9, 7)
+    mixed = build_loss("ce+dice", num_classes=C, dice_weight=0.5, classes="all")
+    torch.testing.assert_close(
+        mixed(logits, target), CrossEntropy()(logits, target) + 0.5 * DiceLoss(classes="all")(logits, target)
+    )
+
+
+def test_build_loss_errors_name_the_problem():
+    with pytest.raises(ValueError, match=r"unknown loss 'ohme'.*Did you mean: 'ohem'"):
+        build_loss("ohme", num_classes=C)
+    with pytest.raises(ValueError, match=r"unknown option 'threshold'.*'thresh'"):
+        build_loss("ohem", num_classes=C, threshold=0.5)
+    with pytest.raises(ValueError, match="3 entries for num_classes=5"):
+        build_loss("ce", num_classes=C, class_weights=[1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="class_weights"):
+        build_loss("dice", num_classes=C, class_weights=[1.0] * C)
