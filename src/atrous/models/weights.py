@@ -9,28 +9,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..atomic import atomic_write, atomic_write_text
 from ..state_dict import load_state_dict_file, load_strict
 from ._registry import create_model
 from .segmentor import SegmentationModel
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_pretrained(model: SegmentationModel, directory: str | os.PathLike, *, metadata: dict | None = None) -> Path:
@@ -48,8 +37,8 @@ def save_pretrained(model: SegmentationModel, directory: str | os.PathLike, *, m
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     metadata = metadata if metadata is not None else getattr(model, "metadata", None)
     config = {"format": "atrous", "version": 1, **model.config, "metadata": metadata or {}}
-    _atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
-    _atomic_write(directory / CONFIG_NAME, lambda tmp: Path(tmp).write_text(json.dumps(config, indent=2) + "\n"))
+    atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
+    atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
     return directory
 
 

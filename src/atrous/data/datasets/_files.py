@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import DatasetError
+from ..errors import DatasetError, EmptyDatasetError, UnmatchedFilesError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _MAX_LISTED = 5
@@ -71,3 +71,20 @@ def describe_unmatched(lonely_images: list[Path], lonely_masks: list[Path], imag
             f"{n} mask{'s' if n > 1 else ''} in {mask_dir} without an image in {image_dir} ({_listing(lonely_masks)})"
         )
     return "; ".join(parts)
+
+
+def strict_pairs(image_dir: Path, mask_dir: Path, what: str) -> list[tuple[Path, Path]]:
+    """Every image in ``image_dir`` paired with its mask in ``mask_dir``, for datasets with a
+    fixed layout where a file without its partner means a broken copy.
+
+    Raises:
+        EmptyDatasetError: no images.
+        UnmatchedFilesError: an image without a mask or a mask without an image (listed).
+    """
+    images, masks = index_files(image_dir), index_files(mask_dir)
+    if not images:
+        raise EmptyDatasetError(f"no {what} images in {image_dir}")
+    pairs, lonely_images, lonely_masks = pair_files(images, masks)
+    if lonely_images or lonely_masks:
+        raise UnmatchedFilesError(describe_unmatched(lonely_images, lonely_masks, image_dir, mask_dir))
+    return pairs

@@ -11,9 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import IGNORE_INDEX
-from ..errors import EmptyDatasetError, UnmatchedFilesError
 from ..labels import apply_lookup, lookup_table
-from ._files import describe_unmatched, index_files, pair_files, require_dir
+from ._files import require_dir, strict_pairs
 from .base import FileDataset, Transforms
 
 ADE20K_CLASSES = [
@@ -96,12 +95,7 @@ class ADE20K(FileDataset):
         root = find_ade20k_root(Path(root))
         image_dir = require_dir(root / "images" / SPLITS[split], "ADE20K image folder")
         mask_dir = require_dir(root / "annotations" / SPLITS[split], "ADE20K annotation folder")
-        images, masks = index_files(image_dir), index_files(mask_dir)
-        if not images:
-            raise EmptyDatasetError(f"no ADE20K images in {image_dir}")
-        pairs, lonely_images, lonely_masks = pair_files(images, masks)
-        if lonely_images or lonely_masks:
-            raise UnmatchedFilesError(describe_unmatched(lonely_images, lonely_masks, image_dir, mask_dir))
+        pairs = strict_pairs(image_dir, mask_dir, "ADE20K")
         super().__init__(
             pairs,
             root=root,

@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from ..constants import IGNORE_INDEX
-from ..errors import EmptyDatasetError, UnmatchedFilesError
 from ..labels import apply_lookup, lookup_table
-from ._files import describe_unmatched, index_files, pair_files, require_dir
+from ._files import require_dir, strict_pairs
 from .base import FileDataset, Transforms
 
 CAMVID_CLASSES = [
@@ -55,12 +54,7 @@ class CamVid(FileDataset):
         root = Path(root)
         image_dir = require_dir(root / split, f"CamVid {split} image folder")
         mask_dir = require_dir(root / f"{split}annot", f"CamVid {split} label folder")
-        images, masks = index_files(image_dir), index_files(mask_dir)
-        if not images:
-            raise EmptyDatasetError(f"no CamVid images in {image_dir}")
-        pairs, lonely_images, lonely_masks = pair_files(images, masks)
-        if lonely_images or lonely_masks:
-            raise UnmatchedFilesError(describe_unmatched(lonely_images, lonely_masks, image_dir, mask_dir))
+        pairs = strict_pairs(image_dir, mask_dir, "CamVid")
         super().__init__(
             pairs,
             root=root,
