@@ -7,12 +7,15 @@ unless ``--debug``), 1 on an unexpected failure.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
-from . import demo, models
-
-SUBCOMMANDS = {"models": models, "demo": demo}
+# Subcommand modules import torch lazily, so `atrous --help` is instant.
+SUBCOMMANDS = {
+    name: importlib.import_module(f".{name}", __name__)
+    for name in ("train", "eval", "predict", "demo", "models", "doctor")
+}
 
 
 class UsageError(Exception):
@@ -36,11 +39,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(SUBCOMMANDS[args.command].run(args) or 0)
-    except (UsageError, ValueError, TypeError, FileNotFoundError, KeyError) as exc:
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"atrous {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        from ..engine.trainer import NonFiniteLossError, TrainingInterrupted
+
+        if isinstance(exc, TrainingInterrupted):
+            print(f"atrous {args.command}: {exc}", file=sys.stderr)
+            return 128 + int(exc.signum)
+        if isinstance(exc, NonFiniteLossError):
+            print(f"atrous {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        if isinstance(exc, UsageError | ValueError | TypeError | FileNotFoundError | KeyError | ConnectionError):
+            print(f"atrous {args.command}: error: {exc}", file=sys.stderr)
+            return 2
+        raise
     except KeyboardInterrupt:
         print(f"atrous {args.command}: interrupted", file=sys.stderr)
         return 130

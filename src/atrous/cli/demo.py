@@ -1,50 +1,77 @@
-"""``atrous demo``: build every registered model and run one image through it.
+"""``atrous demo``: the main job — train a small DeepLab v3+ on synthetic shapes, end to end.
 
-Until training lands this is the project's main job: it proves every model builds,
-runs on an input of the size DeepLab evaluates at (3×513×513) and returns logits at
-that size, and prints a table of parameters, output shape and CPU time.
+It needs no files and no network: a DeepLab v3+ (ResNet-18) learns to segment procedural
+shapes on textured, noisy backgrounds for a fixed budget of steps (about two minutes on
+two CPU cores), is evaluated on a held-out synthetic split, and leaves in its run folder
+the metrics log, plots, the best model and colour overlays of validation predictions.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+from pathlib import Path
 
-HELP = "build every registered model and run a 3×SIZE×SIZE image through it"
+HELP = "train a small DeepLab v3+ on a built-in synthetic dataset (about two minutes on a CPU)"
+
+DEMO_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "demo_deeplabv3plus_resnet18_synthetic.yaml"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", type=int, default=513, help="input height and width (default 513)")
-    parser.add_argument("--num-classes", type=int, default=21, help="classes (default 21, PASCAL VOC)")
-    parser.add_argument("--pattern", default="*", help="glob over model names (default: all)")
+    parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE", help="override the recipe"
+    )
+    parser.add_argument("--overlays", type=int, default=8, help="validation overlays to write (default 8)")
 
 
 def run(args: argparse.Namespace) -> int:
+    import shutil
+
+    import numpy as np
     import torch
 
-    from .. import create_model, list_models
+    from ..config import load_config
+    from ..data.transforms import denormalize
+    from ..engine.trainer import Trainer
+    from ..inference import overlay, save_rgb_png
 
-    if args.size < 1:
-        raise ValueError(f"--size must be >= 1, got {args.size}")
-    names = list_models(args.pattern)
-    if not names:
-        raise ValueError(f"no model matches {args.pattern!r}")
-    torch.manual_seed(0)
-    x = torch.randn(1, 3, args.size, args.size)
-    width = max(len(n) for n in names)
-    header = f"{'model':<{width}}  {'params (M)':>10}  {'OS':>2}  {'output shape':<20}  {'CPU s':>6}"
-    print(f"Input 1×3×{args.size}×{args.size}, {args.num_classes} classes, {torch.get_num_threads()} threads")
-    print(header)
-    print("-" * len(header))
-    for name in names:
-        model = create_model(name, num_classes=args.num_classes).eval()
-        params = sum(p.numel() for p in model.parameters()) / 1e6
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = model(x)
-        seconds = time.perf_counter() - start
-        shape = "×".join(str(s) for s in out.shape)
-        if tuple(out.shape[-2:]) != (args.size, args.size) or not torch.isfinite(out).all():
-            raise RuntimeError(f"{name} returned {shape} with non-finite values or the wrong size")
-        print(f"{name:<{width}}  {params:>10.2f}  {model.output_stride:>2}  {shape:<20}  {seconds:>6.2f}", flush=True)
+    config = load_config(DEMO_RECIPE, args.overrides)
+    if args.run_dir.exists():
+        # The demo always starts afresh; its folder holds nothing but a previous demo.
+        if (args.run_dir / "config.yaml").is_file():
+            shutil.rmtree(args.run_dir)
+        else:
+            raise ValueError(f"{args.run_dir} exists and is not a demo run folder; choose another --run-dir")
+    trainer = Trainer(config, args.run_dir)
+    print(
+        f"Training {config.model.name} on synthetic shapes ({trainer.num_classes} classes, "
+        f"{len(trainer.train_set)} train / {len(trainer.val_set)} val images, "
+        f"{config.train.steps} steps, device {trainer.device})"
+    )
+    result = trainer.run()
+
+    # Overlays: prediction on the left half, ground truth on the right.
+    model = trainer.model.eval()
+    palette = trainer.metadata["palette"]
+    out = args.run_dir / "overlays"
+    with torch.inference_mode():
+        for i in range(min(args.overlays, len(trainer.val_set))):
+            image, mask = trainer.val_set[i]
+            pred = model(image.unsqueeze(0).to(trainer.device)).argmax(1)[0].cpu()
+            rgb = denormalize(image).permute(1, 2, 0).numpy()
+            side_by_side = np.concatenate([overlay(rgb, pred.numpy(), palette), overlay(rgb, mask.numpy(), palette)], 1)
+            save_rgb_png(side_by_side, out / f"val_{i:03d}.png")
+
+    final = result.last_metrics or {}
+    print()
+    print(
+        f"validation mIoU {final.get('miou', float('nan')):.4f}  "
+        f"pixel accuracy {final.get('pixel_accuracy', float('nan')):.4f}  "
+        f"(best mIoU {result.best_miou:.4f}, {result.steps} steps)"
+    )
+    print(f"run folder:   {args.run_dir}")
+    print(f"  metrics:    {args.run_dir / 'metrics.jsonl'}")
+    print(f"  plots:      {args.run_dir / 'plots'}")
+    print(f"  overlays:   {out}  (prediction | ground truth)")
+    print(f"  best model: {args.run_dir / 'best'}  (atrous predict {args.run_dir} IMAGES)")
     return 0

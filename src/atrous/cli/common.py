@@ -1,0 +1,63 @@
+"""Pieces several subcommands share: config options, device choice, input expansion."""
+
+from __future__ import annotations
+
+import argparse
+import glob
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", "-c", type=Path, help="a YAML recipe (configs/*.yaml)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="override one config value, e.g. --set train.lr=0.02 (repeatable)",
+    )
+
+
+def add_tta_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--scales", type=float, nargs="+", help="test scales; --ms uses DeepLab v3's 0.5 … 1.75 (§4.3)")
+    parser.add_argument("--ms", action="store_true", help="multi-scale test: scales 0.5, 0.75, 1.0, 1.25, 1.5, 1.75")
+    parser.add_argument("--flip", action="store_true", help="add left-right flipped inputs")
+    parser.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="evaluate at this output stride")
+
+
+def resolve_scales(args: argparse.Namespace, default: list[float]) -> list[float]:
+    from ..engine.evaluator import DEEPLAB_SCALES
+
+    if args.ms and args.scales:
+        raise ValueError("give --ms or --scales, not both")
+    if args.ms:
+        return list(DEEPLAB_SCALES)
+    scales = args.scales or default
+    if any(s <= 0 for s in scales):
+        raise ValueError(f"--scales must be positive, got {scales}")
+    return scales
+
+
+def expand_inputs(inputs: list[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns → image paths, in order."""
+    paths: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise FileNotFoundError(f"folder {p} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+            paths.extend(found)
+        elif p.is_file():
+            paths.append(p)
+        elif any(ch in item for ch in "*?["):
+            matches = sorted(Path(m) for m in glob.glob(item, recursive=True) if Path(m).is_file())
+            if not matches:
+                raise FileNotFoundError(f"pattern {item!r} matches no file")
+            paths.extend(matches)
+        else:
+            raise FileNotFoundError(f"input {item} does not exist")
+    return paths

@@ -1,0 +1,76 @@
+"""``atrous eval``: dataset-level metrics, single scale or multi-scale + flip."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from .common import add_config_options, add_tta_options, resolve_scales
+
+HELP = "evaluate a trained model on a dataset split"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="a run folder, a saved model folder, or a checkpoint")
+    add_config_options(parser)
+    add_tta_options(parser)
+    parser.add_argument("--split", help="dataset split (default: the config's val split)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from ..atomic import atomic_write_text
+    from ..config import load_config
+    from ..data import build_dataset
+    from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
+    from ..data.root import resolve_root
+    from ..data.transforms import eval_transforms
+    from ..engine.evaluator import evaluate
+    from ..engine.trainer import resolve_device
+    from ..inference import load_trained_model
+    from ..metrics import format_table
+
+    config_path = args.config
+    if config_path is None:
+        run_config = args.model / "config.yaml" if args.model.is_dir() else args.model.parent / "config.yaml"
+        if not run_config.is_file():
+            raise ValueError(f"no --config given and {run_config} does not exist: say which dataset to evaluate on")
+        config_path = run_config
+    config = load_config(config_path, args.overrides)
+    scales = resolve_scales(args, list(config.eval.scales))
+    flip = args.flip or config.eval.flip
+    output_stride = args.output_stride or config.eval.output_stride
+
+    device = resolve_device(args.device)
+    model = load_trained_model(args.model).to(device)
+    if output_stride:
+        model.set_output_stride(output_stride)
+    data = config.data
+    dataset = build_dataset(
+        data.dataset,
+        root=resolve_root(data.dataset, data.root),
+        split=args.split or data.val_split,
+        transforms=eval_transforms(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        **{**data.options, **data.val_options},
+    )
+    if dataset.num_classes != model.num_classes:
+        raise ValueError(f"the model predicts {model.num_classes} classes but the dataset has {dataset.num_classes}")
+    loader = DataLoader(dataset, batch_size=data.val_batch_size, num_workers=data.workers)
+    with torch.inference_mode():
+        matrix = evaluate(model, loader, model.num_classes, device=device, scales=scales, flip=flip, progress=True)
+    metrics = matrix.compute()
+    names = list(getattr(dataset, "class_names", [str(i) for i in range(model.num_classes)]))
+    print(
+        f"model {args.model}  split {args.split or data.val_split}  scales {scales}  flip {flip}  "
+        f"output stride {model.output_stride}"
+    )
+    print(format_table(metrics, names))
+    if args.json:
+        record = {"scales": scales, "flip": flip, "output_stride": model.output_stride, **metrics.as_dict(names)}
+        atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
+    return 0

@@ -1,0 +1,480 @@
+"""The training loop: one process, one GPU, or many through torchrun (DDP).
+
+Everything a run writes goes into its run folder:
+
+    config.yaml        the resolved configuration
+    metrics.jsonl      one JSON object per log step and per evaluation
+    last.pt            the latest training checkpoint (``--resume`` continues from it)
+    best/              the best model by validation mIoU (save_pretrained format)
+    plots/             loss and mIoU curves, per-class IoU, normalised confusion matrix
+    tensorboard/       when ``train.tensorboard`` is on
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..config import Config
+from ..data import build_dataset
+from ..data.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from ..data.root import resolve_root
+from ..data.transforms import eval_transforms, train_transforms
+from ..inference.visualize import default_palette
+from ..losses import build_loss
+from ..metrics import ConfusionMatrix
+from ..models import SegmentationModel, create_model
+from . import distributed as dist_utils
+from .checkpoint import BEST, LAST, atomic_torch_save, load_training_checkpoint, rng_state, set_rng_state
+from .evaluator import evaluate
+from .optim import build_optimizer, build_scheduler
+from .sampling import KeyedAugmentation, ResumableBatchSampler, ShardSampler
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept as it was."""
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGTERM or SIGINT arrived; a checkpoint was written at the step boundary."""
+
+    def __init__(self, signum: int, checkpoint: Path) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}; resume with --resume from {checkpoint}")
+        self.signum = signum
+        self.checkpoint = checkpoint
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    steps: int
+    best_miou: float
+    last_metrics: dict[str, Any] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch; optionally turn on deterministic algorithms."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True)
+        torch.backends.cudnn.benchmark = False
+
+
+def _worker_init(worker_id: int) -> None:
+    # torch gives each worker its own seed; derive Python's and NumPy's from it.
+    seed = torch.initial_seed() % 2**32
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"train.device={name!r} but CUDA is not available on this machine")
+    return device
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether oneDNN runs bf16 natively here (AVX-512 BF16 or AMX): then bf16 autocast
+    roughly halves CPU training time; without it, bf16 is emulated and slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def resolve_amp(amp: str | bool, device: torch.device) -> tuple[torch.dtype | None, bool]:
+    """(autocast dtype or None, whether a gradient scaler is needed)."""
+    if isinstance(amp, bool):
+        amp = "auto" if amp else "off"
+    if amp not in ("auto", "bf16", "fp16", "off"):
+        raise ValueError(f"train.amp must be auto, bf16, fp16 or off, got {amp!r}")
+    if amp == "off" or (amp == "auto" and device.type == "cpu" and not cpu_has_native_bf16()):
+        return None, False
+    if amp == "auto":
+        amp = "bf16" if device.type == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
+    if amp == "fp16":
+        if device.type != "cuda":
+            raise ValueError("train.amp=fp16 needs CUDA; use bf16 or off on CPU")
+        return torch.float16, True
+    return torch.bfloat16, False
+
+
+def build_model(config: Config, num_classes: int) -> SegmentationModel:
+    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    for key in ("output_stride", "multi_grid", "pretrained_backbone", "aux", "checkpoint_path"):
+        value = getattr(config.model, key)
+        if value is not None:
+            kwargs[key] = value
+    return create_model(config.model.name, **kwargs)
+
+
+def build_datasets(config: Config):
+    data = config.data
+    common = dict(data.options)
+    root = resolve_root(data.dataset, data.root)
+    train_set = build_dataset(data.dataset, root=root, split=data.train_split, **{**common, **data.train_options})
+    val_set = build_dataset(
+        data.dataset,
+        root=root,
+        split=data.val_split,
+        transforms=eval_transforms(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        **{**common, **data.val_options},
+    )
+    return train_set, val_set
+
+
+class Trainer:
+    """Builds everything from a :class:`Config` and runs the loop.
+
+    Args:
+        config: the resolved configuration.
+        run_dir: the run folder (created).
+        resume: continue from ``run_dir/last.pt`` (``True``) or from a given checkpoint.
+        callbacks: ``fn(trainer, step)`` called after every optimiser step.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        run_dir: str | os.PathLike,
+        *,
+        resume: bool | str | os.PathLike = False,
+        callbacks: list[Callable[[Trainer, int], None]] | None = None,
+    ) -> None:
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.callbacks = callbacks or []
+        t = config.train
+        for key in ("steps", "grad_accum", "eval_every", "log_every", "checkpoint_every"):
+            if getattr(t, key) < 1:
+                raise ValueError(f"train.{key} must be >= 1, got {getattr(t, key)}")
+        if config.data.batch_size < 1 or config.data.val_batch_size < 1:
+            raise ValueError("data.batch_size and data.val_batch_size must be >= 1")
+        self.device = resolve_device(t.device)
+        self.dist = dist_utils.init_distributed(self.device)
+        seed_everything(t.seed + self.dist.rank, t.deterministic)
+        self.autocast_dtype, use_scaler = resolve_amp(t.amp, self.device)
+
+        self.train_set, self.val_set = build_datasets(config)
+        self.num_classes = config.model.num_classes or self.train_set.num_classes
+        if self.num_classes != self.train_set.num_classes:
+            raise ValueError(
+                f"model.num_classes={self.num_classes} but dataset {config.data.dataset!r} has "
+                f"{self.train_set.num_classes} classes"
+            )
+        self.class_names = list(getattr(self.train_set, "class_names", [str(i) for i in range(self.num_classes)]))
+        palette = getattr(self.train_set, "palette", None) or default_palette(self.num_classes)
+        # Saved with every model so that predict/eval can name and colour classes.
+        self.metadata = {
+            "dataset": config.data.dataset,
+            "class_names": self.class_names,
+            "palette": [list(map(int, c)) for c in palette],
+            "mean": list(IMAGENET_MEAN),
+            "std": list(IMAGENET_STD),
+        }
+
+        model = build_model(config, self.num_classes)
+        self.model: SegmentationModel = model.to(self.device)
+        if t.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.aux_weight = t.aux_weight if t.aux_weight is not None else model.aux_weight
+        self.criterion = build_loss(
+            t.loss,
+            num_classes=self.num_classes,
+            ignore_index=IGNORE_INDEX,
+            class_weights=t.class_weights,
+            aux_weight=self.aux_weight,
+            **t.loss_options,
+        ).to(self.device)
+        self.optimizer = build_optimizer(
+            model, t.optimizer, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum, head_lr_mult=t.head_lr_mult
+        )
+        self.scheduler = build_scheduler(
+            self.optimizer, t.steps, power=t.poly_power, warmup_steps=t.warmup_steps, warmup_ratio=t.warmup_ratio
+        )
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.step = 0
+        self._saved_step = -1
+        self.best_miou = -math.inf
+        self.history: list[dict[str, Any]] = []
+
+        if resume:
+            path = self.run_dir / LAST if resume is True else Path(resume)
+            self._load(path)
+
+        if self.dist.enabled:
+            if t.sync_bn and self.device.type == "cuda":
+                self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.ddp: nn.Module = DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        else:
+            self.ddp = self.model
+
+        self.train_loader = self._train_loader()
+        self.val_loader = self._val_loader()
+        self._stop_signal: int | None = None
+        self._log_file = None
+        self._tb = None
+
+    # -- data ---------------------------------------------------------------------------
+
+    def _train_loader(self) -> DataLoader:
+        d, t = self.config.data, self.config.train
+        transforms = train_transforms(
+            d.crop_size,
+            scale_range=tuple(d.scale_range),
+            hflip=d.hflip,
+            jitter=d.jitter,
+            mean=IMAGENET_MEAN,
+            std=IMAGENET_STD,
+        )
+        keyed = KeyedAugmentation(self.train_set, transforms, seed=t.seed)
+        sampler = ResumableBatchSampler(
+            len(keyed),
+            d.batch_size,
+            seed=t.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            start_batch=self.step * t.grad_accum,
+        )
+        return DataLoader(
+            keyed,
+            batch_sampler=sampler,
+            num_workers=d.workers,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_worker_init,
+            generator=torch.Generator().manual_seed(t.seed),
+            persistent_workers=d.workers > 0,
+        )
+
+    def _val_loader(self) -> DataLoader:
+        d = self.config.data
+        return DataLoader(
+            self.val_set,
+            batch_size=d.val_batch_size,
+            sampler=ShardSampler(len(self.val_set), self.dist.rank, self.dist.world_size),
+            num_workers=d.workers,
+            pin_memory=self.device.type == "cuda",
+        )
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    def _state(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "step": self.step,
+            "best_miou": self.best_miou,
+            "rng": rng_state(),
+            "model_config": self.model.config,
+            "metadata": self.metadata,
+            "config": self.config.to_dict(),
+        }
+
+    def save_checkpoint(self, name: str = LAST) -> Path:
+        path = self.run_dir / name
+        if self.dist.is_main:
+            atomic_torch_save(self._state(), path)
+        self._saved_step = self.step
+        dist_utils.barrier()
+        return path
+
+    def _load(self, path: Path) -> None:
+        checkpoint = load_training_checkpoint(path)
+        from ..state_dict import load_strict
+
+        load_strict(self.model, checkpoint["model"], source=str(path))
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        if checkpoint.get("scaler"):
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        self.step = int(checkpoint["step"])
+        self.best_miou = float(checkpoint.get("best_miou", -math.inf))
+        if "rng" in checkpoint:
+            set_rng_state(checkpoint["rng"])
+            if self.dist.enabled:  # each rank keeps its own stream, as in a run that never stopped
+                torch.manual_seed(self.config.train.seed + self.dist.rank + self.step)
+
+    # -- logging -------------------------------------------------------------------------
+
+    def _log(self, record: dict[str, Any]) -> None:
+        self.history.append(record)
+        if not self.dist.is_main:
+            return
+        if self._log_file is None:
+            self._log_file = open(self.run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in run()
+        self._log_file.write(json.dumps(record) + "\n")
+        self._log_file.flush()
+        if self._tb is not None:
+            for key, value in record.items():
+                if isinstance(value, int | float) and key != "step":
+                    self._tb.add_scalar(f"{record.get('kind', 'train')}/{key}", value, record["step"])
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def _handle_signal(self, signum, frame) -> None:
+        self._stop_signal = signum
+
+    def _forward_backward(self, images: torch.Tensor, masks: torch.Tensor, sync: bool) -> torch.Tensor:
+        amp = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else nullcontext()
+        )
+        no_sync = self.ddp.no_sync() if (self.dist.enabled and not sync) else nullcontext()  # type: ignore[operator]
+        with no_sync:
+            with amp:
+                outputs = self.ddp(images)
+                loss = self.criterion(outputs, masks)
+            self.scaler.scale(loss / self.config.train.grad_accum).backward()
+        return loss.detach()
+
+    def run(self) -> TrainResult:
+        t = self.config.train
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.config.save(self.run_dir / "config.yaml")
+            if t.tensorboard:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError as exc:
+                    raise ValueError("train.tensorboard=true needs the tensorboard package installed") from exc
+                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+        previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        start_time = time.perf_counter()
+        data_iter = iter(self.train_loader)
+        progress = tqdm(
+            total=t.steps,
+            initial=self.step,
+            desc="train",
+            disable=not (t.progress and self.dist.is_main),
+            dynamic_ncols=True,
+        )
+        self.ddp.train()
+        try:
+            while self.step < t.steps:
+                # One decision for all ranks (max over them): 2 = a signal arrived somewhere,
+                # save and stop; 1 = the time budget is spent, finish normally; 0 = go on.
+                timed_out = t.max_time_s is not None and time.perf_counter() - start_time > t.max_time_s
+                action = 2.0 if self._stop_signal is not None else float(timed_out)
+                action = dist_utils.all_reduce_max(action, self.device)
+                if action == 2.0:
+                    path = self.save_checkpoint(LAST)
+                    raise TrainingInterrupted(self._stop_signal or signal.SIGTERM, path)
+                if action == 1.0:
+                    break
+                losses = []
+                for micro in range(t.grad_accum):
+                    images, masks = next(data_iter)
+                    images = images.to(self.device, non_blocking=True)
+                    masks = masks.to(self.device, non_blocking=True)
+                    if t.channels_last:
+                        images = images.contiguous(memory_format=torch.channels_last)
+                    losses.append(self._forward_backward(images, masks, sync=micro == t.grad_accum - 1))
+                loss = torch.stack(losses).mean()
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(
+                        f"loss is {loss.item()} at step {self.step + 1}; stopping. The last good checkpoint "
+                        f"({self.run_dir / LAST}) was not overwritten. Try a lower train.lr or train.amp=off."
+                    )
+                if t.grad_clip is not None:
+                    self.scaler.unscale_(self.optimizer)
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+                self.step += 1
+                progress.update(1)
+                if self.step % t.log_every == 0 or self.step == t.steps:
+                    loss_value = dist_utils.all_reduce_mean(loss).item()
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
+                    self._log(
+                        {
+                            "kind": "train",
+                            "step": self.step,
+                            "loss": loss_value,
+                            "lr": lr,
+                            "time_s": round(time.perf_counter() - start_time, 2),
+                        }
+                    )
+                if self.step % t.eval_every == 0 or self.step == t.steps:
+                    self.evaluate_and_track()
+                if self.step % t.checkpoint_every == 0 or self.step == t.steps:
+                    self.save_checkpoint(LAST)
+                for callback in self.callbacks:
+                    callback(self, self.step)
+            # Stopped by the time budget between evaluations: evaluate and save where it ended.
+            if not any(r["kind"] == "val" and r["step"] == self.step for r in self.history):
+                self.evaluate_and_track()
+            if self._saved_step != self.step:
+                self.save_checkpoint(LAST)
+        finally:
+            progress.close()
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            if self._log_file is not None:
+                self._log_file.close()
+                self._log_file = None
+            if self._tb is not None:
+                self._tb.close()
+        if self.dist.is_main:
+            from .plots import write_training_plots
+
+            write_training_plots(self.run_dir, self.class_names)
+        last_val = next((r for r in reversed(self.history) if r["kind"] == "val"), None)
+        return TrainResult(self.run_dir, self.step, self.best_miou, last_val, self.history)
+
+    def evaluate_and_track(self) -> dict[str, Any]:
+        """Evaluate on the validation split, log, and keep the best model by mIoU."""
+        dist_utils.broadcast_buffers(self.model)
+        matrix: ConfusionMatrix = evaluate(
+            self.model,
+            self.val_loader,
+            self.num_classes,
+            device=self.device,
+            autocast_dtype=self.autocast_dtype,
+            progress=False,
+        )
+        metrics = matrix.compute()
+        record = {"kind": "val", "step": self.step, **metrics.as_dict(self.class_names)}
+        self._log(record)
+        if self.dist.is_main:
+            np.save(self.run_dir / "confusion_matrix.npy", matrix.matrix.cpu().numpy())
+        miou = metrics.miou if not math.isnan(metrics.miou) else -math.inf
+        if miou > self.best_miou:
+            self.best_miou = miou
+            if self.dist.is_main:
+                self.model.save_pretrained(self.run_dir / "best", metadata=self.metadata)
+                atomic_torch_save({"step": self.step, "miou": miou}, self.run_dir / BEST)
+        dist_utils.barrier()
+        return record

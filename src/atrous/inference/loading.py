@@ -1,0 +1,36 @@
+"""Finding a trained model on disk: a save_pretrained folder, a run folder or a checkpoint."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..models import SegmentationModel, create_model, load_model
+from ..state_dict import load_strict
+
+
+def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
+    """Load for inference from any of:
+
+    * a folder written by ``save_pretrained`` (``model.safetensors`` + ``config.json``);
+    * a training run folder (its ``best/`` model);
+    * a training checkpoint (``last.pt``), which records how its model was built.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / "config.json").is_file():
+            return load_model(path)
+        if (path / "best" / "config.json").is_file():
+            return load_model(path / "best")
+        raise FileNotFoundError(f"{path} holds neither a saved model (config.json) nor a run's best/ model")
+    if path.is_file():
+        from ..engine.checkpoint import load_training_checkpoint
+
+        checkpoint = load_training_checkpoint(path)
+        config = dict(checkpoint["model_config"])
+        name = config.pop("name")
+        model = create_model(name, **config)
+        load_strict(model, checkpoint["model"], source=str(path))
+        model.metadata = dict(checkpoint.get("metadata", {}))
+        return model.eval()
+    raise FileNotFoundError(f"model {path} does not exist")

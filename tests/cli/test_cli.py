@@ -1,0 +1,127 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from atrous.cli import main
+
+TINY = [
+    "--set",
+    "model.name=deeplabv3_resnet18",
+    "--set",
+    "data.options={size: 32, num_classes: 3}",
+    "--set",
+    "data.train_options={num_samples: 8, seed: 0}",
+    "--set",
+    "data.val_options={num_samples: 4, seed: 1}",
+    "--set",
+    "data.crop_size=[32, 32]",
+    "--set",
+    "data.batch_size=4",
+    "--set",
+    "data.workers=0",
+    "--set",
+    "train.steps=2",
+    "--set",
+    "train.eval_every=2",
+    "--set",
+    "train.progress=false",
+]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("cli") / "run"
+    assert main(["train", "--run-dir", str(run), *TINY]) == 0
+    return run
+
+
+def test_train_writes_a_run_and_refuses_to_overwrite_it(trained_run, capsys):
+    assert (trained_run / "best" / "model.safetensors").is_file()
+    assert main(["train", "--run-dir", str(trained_run), *TINY]) == 2
+    assert "already holds a run (last.pt): pass --resume" in capsys.readouterr().err
+
+
+def test_resume_continues_to_more_steps(trained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    assert main(["train", "--run-dir", str(run), "--resume", *TINY, "--set", "train.steps=3"]) == 0
+    assert "trained 3 steps" in capsys.readouterr().out
+
+
+def test_eval_single_and_multi_scale_flip(trained_run, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    assert main(["eval", str(trained_run), "--json", str(out)]) == 0
+    single = json.loads(out.read_text())
+    assert main(["eval", str(trained_run), "--ms", "--flip", "--output-stride", "8", "--json", str(out)]) == 0
+    multi = json.loads(out.read_text())
+    assert multi["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and multi["flip"] is True
+    assert multi["output_stride"] == 8
+    for record in (single, multi):
+        assert 0 <= record["miou"] <= 1
+    assert "mIoU" in capsys.readouterr().out
+
+
+def test_predict_writes_palette_png_and_overlay(trained_run, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    for name in ("a.png", "b.jpg"):
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (37, 45, 3), dtype=np.uint8)).save(images / name)
+    out = tmp_path / "pred"
+    assert main(["predict", str(trained_run), str(images), str(images / "*.png"), "--out", str(out)]) == 0
+    label = Image.open(out / "a.png")
+    assert label.mode == "P" and label.size == (45, 37)
+    assert set(np.unique(np.array(label))) <= {0, 1, 2}
+    assert Image.open(out / "b_overlay.png").size == (45, 37)
+
+
+def test_predict_bad_inputs_exit_2(trained_run, tmp_path, capsys):
+    assert main(["predict", str(trained_run), str(tmp_path / "nope.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["predict", str(trained_run), str(tmp_path / "*.png")]) == 2
+    assert "matches no file" in capsys.readouterr().err
+    assert main(["predict", str(tmp_path), str(tmp_path)]) == 2
+
+
+def test_models_table_with_forward(capsys):
+    assert main(["models", "pspnet*"]) == 0
+    out = capsys.readouterr().out
+    assert "pspnet_resnet50" in out and "deeplab" not in out
+    assert main(["models", "*resnet18", "--size", "33"]) == 0
+    assert "1×21×33×33" in capsys.readouterr().out
+
+
+def test_bad_usage_is_one_line_and_exit_code_2(capsys):
+    assert main(["train", "--set", "train.lrr=1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("atrous train: error: unknown key train.lrr.") and "\n" not in err
+    assert main(["models", "nothing*"]) == 2
+
+
+def test_doctor_reports_a_folder_dataset(tmp_path, capsys):
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    for i in range(3):
+        Image.fromarray(np.zeros((8, 10, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{i}.png")
+        mask = np.zeros((8, 10), dtype=np.uint8)
+        mask[:, 5:] = 255  # a 0/255 binary mask, as many tools export them
+        Image.fromarray(mask).save(tmp_path / "masks" / f"{i}.png")
+    assert main(["doctor", "folder", "--root", str(tmp_path), "-o", "num_classes=2"]) == 0
+    out = capsys.readouterr().out
+    assert "3" in out and "label_map" in out  # 0/255 masks: suggests mapping 255 to class 1
+
+
+def test_doctor_unknown_dataset(capsys):
+    assert main(["doctor", "camvd"]) == 2
+    assert "Did you mean: camvid" in capsys.readouterr().err
+
+
+def test_console_script_entry_point():
+    result = subprocess.run([sys.executable, "-m", "atrous", "models", "fcn*"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "fcn_resnet101" in result.stdout

@@ -1,0 +1,31 @@
+import pytest
+
+from atrous.config import load_config
+
+
+@pytest.fixture
+def tiny_config():
+    """A run that trains in about a second: DeepLab v3 (ResNet-18) on 32×32 synthetic shapes."""
+
+    def make(*overrides: str):
+        base = [
+            "model.name=deeplabv3_resnet18",
+            "data.dataset=synthetic",
+            "data.options={size: 32, num_classes: 3}",
+            "data.train_options={num_samples: 16, seed: 0}",
+            "data.val_options={num_samples: 4, seed: 1}",
+            "data.crop_size=[32, 32]",
+            "data.batch_size=4",
+            "data.val_batch_size=2",
+            "data.workers=0",
+            "train.steps=6",
+            "train.lr=0.01",
+            "train.eval_every=3",
+            "train.log_every=1",
+            "train.checkpoint_every=3",
+            "train.progress=false",
+            "train.amp=off",
+        ]
+        return load_config(None, [*base, *overrides])
+
+    return make

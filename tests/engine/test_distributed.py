@@ -1,0 +1,56 @@
+"""Two CPU processes with the gloo backend, as torchrun would start them."""
+
+import json
+import socket
+
+import torch
+import torch.multiprocessing as mp
+from tests.engine._ddp_worker import train_rank
+from torch.utils.data import DataLoader
+
+from atrous.data import build_dataset
+from atrous.data.transforms import eval_transforms
+from atrous.engine.evaluator import evaluate
+
+OVERRIDES = [
+    "model.name=deeplabv3_resnet18",
+    "data.dataset=synthetic",
+    "data.options={size: 32, num_classes: 3}",
+    "data.train_options={num_samples: 16, seed: 0}",
+    "data.val_options={num_samples: 5, seed: 1}",  # odd: the ranks see 3 and 2 images
+    "data.crop_size=[32, 32]",
+    "data.batch_size=2",
+    "data.workers=0",
+    "train.steps=3",
+    "train.eval_every=3",
+    "train.progress=false",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_keeps_ranks_identical_and_reduces_metrics(tmp_path):
+    mp.spawn(train_rank, args=(2, _free_port(), str(tmp_path), OVERRIDES), nprocs=2, join=True)
+    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for key in w0:  # parameters (DDP) and BatchNorm statistics (broadcast before evaluation)
+        assert torch.equal(w0[key], w1[key]), key
+    m0 = json.loads((tmp_path / "rank0.json").read_text())
+    m1 = json.loads((tmp_path / "rank1.json").read_text())
+    assert m0 == m1
+
+    # The reduced matrix equals one process evaluating all five images.
+    import atrous
+
+    model = atrous.create_model("deeplabv3_resnet18", num_classes=3)
+    model.load_state_dict(w0)
+    val = build_dataset(
+        "synthetic", split="val", transforms=eval_transforms(), size=32, num_classes=3, num_samples=5, seed=1
+    )
+    single = evaluate(model, DataLoader(val, batch_size=1), 3, device=torch.device("cpu")).compute()
+    assert m0["miou"] == (single.as_dict()["miou"])
+    assert m0["pixel_accuracy"] == single.as_dict()["pixel_accuracy"]

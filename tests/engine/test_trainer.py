@@ -1,0 +1,125 @@
+import json
+import os
+import signal
+
+import pytest
+import torch
+
+from atrous.engine.checkpoint import load_training_checkpoint
+from atrous.engine.trainer import NonFiniteLossError, Trainer, TrainingInterrupted
+from atrous.inference import load_trained_model
+
+
+def _params(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_a_run_writes_its_folder(tiny_config, tmp_path):
+    result = Trainer(tiny_config(), tmp_path / "run").run()
+    run = tmp_path / "run"
+    assert result.steps == 6
+    for name in ("config.yaml", "metrics.jsonl", "last.pt", "best/model.safetensors", "best/config.json"):
+        assert (run / name).is_file(), name
+    for plot in ("loss.png", "miou.png", "per_class_iou.png", "confusion_matrix.png"):
+        assert (run / "plots" / plot).is_file(), plot
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "train"] == [1, 2, 3, 4, 5, 6]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [3, 6]
+    assert 0.0 <= result.best_miou <= 1.0
+    model = load_trained_model(run)
+    assert model.metadata["class_names"][0] == "background"
+
+
+def test_resume_ends_with_bit_identical_weights(tiny_config, tmp_path):
+    """Stopped by SIGTERM at step 3 and resumed ≡ never stopped (CPU, bit for bit)."""
+    config = tiny_config("train.eval_every=100", "train.checkpoint_every=100")
+    straight = Trainer(config, tmp_path / "straight")
+    straight.run()
+
+    def stop_at_three(trainer, step):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    interrupted = Trainer(config, tmp_path / "resumed", callbacks=[stop_at_three])
+    with pytest.raises(TrainingInterrupted) as info:
+        interrupted.run()
+    assert info.value.signum == signal.SIGTERM
+    assert load_training_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 3
+
+    resumed = Trainer(config, tmp_path / "resumed", resume=True)
+    assert resumed.step == 3
+    resumed.run()
+    a, b = _params(straight.model), _params(resumed.model)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert straight.optimizer.state_dict()["state"].keys() == resumed.optimizer.state_dict()["state"].keys()
+    assert resumed.scheduler.last_epoch == straight.scheduler.last_epoch == 6
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
+    before = None
+
+    def poison_after_step_four(trainer, step):
+        # Callbacks run after the step's checkpoint: last.pt now holds step 4.
+        nonlocal before
+        if step == 4:
+            before = (tmp_path / "run" / "last.pt").read_bytes()
+            with torch.no_grad():
+                for p in trainer.model.classifier.parameters():
+                    p.fill_(float("nan"))
+
+    trainer = Trainer(tiny_config("train.checkpoint_every=2"), tmp_path / "run", callbacks=[poison_after_step_four])
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at step 5.*last\.pt\) was not overwritten"):
+        trainer.run()
+    assert (tmp_path / "run" / "last.pt").read_bytes() == before
+    checkpoint = load_training_checkpoint(tmp_path / "run" / "last.pt")
+    assert checkpoint["step"] == 4
+    assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
+
+
+def test_time_budget_stops_early_and_still_evaluates(tiny_config, tmp_path):
+    result = Trainer(tiny_config("train.steps=1000", "train.max_time_s=0.0"), tmp_path / "run").run()
+    assert result.steps < 1000
+    assert result.last_metrics is not None and result.last_metrics["step"] == result.steps
+    assert load_training_checkpoint(tmp_path / "run" / "last.pt")["step"] == result.steps
+
+
+def test_gradient_accumulation_and_aux_head(tiny_config, tmp_path):
+    result = Trainer(
+        tiny_config("train.grad_accum=2", "model.aux=true", "model.name=pspnet_resnet50", "train.steps=2"),
+        tmp_path / "run",
+    ).run()
+    assert result.steps == 2
+
+
+def test_seed_makes_runs_repeatable(tiny_config, tmp_path):
+    a = Trainer(tiny_config("train.steps=2", "train.seed=7"), tmp_path / "a")
+    a.run()
+    b = Trainer(tiny_config("train.steps=2", "train.seed=7"), tmp_path / "b")
+    b.run()
+    for key, value in _params(a.model).items():
+        assert torch.equal(value, _params(b.model)[key]), key
+
+
+def test_num_classes_disagreeing_with_the_dataset(tiny_config, tmp_path):
+    with pytest.raises(ValueError, match=r"model.num_classes=5 but dataset 'synthetic' has 3 classes"):
+        Trainer(tiny_config("model.num_classes=5"), tmp_path / "run")
+
+
+@pytest.mark.parametrize("key", ["steps", "eval_every", "checkpoint_every", "grad_accum"])
+def test_intervals_must_be_positive(tiny_config, tmp_path, key):
+    with pytest.raises(ValueError, match=rf"train\.{key} must be >= 1, got 0"):
+        Trainer(tiny_config(f"train.{key}=0"), tmp_path / "run")
+
+
+def test_sigint_also_checkpoints(tiny_config, tmp_path):
+    def interrupt(trainer, step):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted, match=r"stopped by SIGINT; resume with --resume") as info:
+        Trainer(tiny_config(), tmp_path / "run", callbacks=[interrupt]).run()
+    assert info.value.signum == signal.SIGINT
+    assert load_training_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
