@@ -123,3 +123,25 @@ def test_sigint_also_checkpoints(tiny_config, tmp_path):
     assert info.value.signum == signal.SIGINT
     assert load_training_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+def test_channels_last_tensorboard_and_deterministic(tiny_config, tmp_path):
+    try:
+        trainer = Trainer(
+            tiny_config(
+                "train.steps=2",
+                "train.channels_last=true",
+                "train.tensorboard=true",
+                "train.deterministic=true",
+                "train.amp=bf16",
+            ),
+            tmp_path / "run",
+        )
+        assert torch.are_deterministic_algorithms_enabled()
+        assert trainer.autocast_dtype == torch.bfloat16
+        result = trainer.run()
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert result.steps == 2
+    assert trainer.model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert any((tmp_path / "run" / "tensorboard").iterdir())
