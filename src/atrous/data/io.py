@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,26 @@ def _bomb_error(path: Path, exc: Exception) -> ImageReadError:
     )
 
 
+@contextmanager
+def _pillow_errors(path: Path, failure: str) -> Iterator[None]:
+    """Turn what Pillow raises while opening ``path`` into an :class:`ImageReadError` naming it.
+
+    Pillow only *warns* between ``MAX_IMAGE_PIXELS`` and twice that; a dataset should not
+    decode such a file silently, so the warning becomes an error like the one above it.
+    ``failure`` completes the message for decoder errors (OSError, SyntaxError, …).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _bomb_error(path, exc) from exc
+    except UnidentifiedImageError as exc:
+        raise ImageReadError(f"{path} is not an image file that Pillow can read") from exc
+    except Exception as exc:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error…
+        raise ImageReadError(f"{path} {failure} ({exc})") from exc
+
+
 def open_image(path: str | os.PathLike) -> Image.Image:
     """Open, fully decode and EXIF-orient an image file.
 
@@ -53,20 +74,9 @@ def open_image(path: str | os.PathLike) -> Image.Image:
     """
     path = Path(path)
     _check_exists(path)
-    try:
-        with warnings.catch_warnings():
-            # Pillow only warns between MAX_IMAGE_PIXELS and twice that; a dataset should not
-            # decode such a file silently, so the warning becomes an error like the one above it.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                image.load()  # decode now: a truncated file fails here, not later
-                return ImageOps.exif_transpose(image)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _bomb_error(path, exc) from exc
-    except UnidentifiedImageError as exc:
-        raise ImageReadError(f"{path} is not an image file that Pillow can read") from exc
-    except Exception as exc:  # Pillow's decoders raise OSError, SyntaxError, ValueError, struct.error…
-        raise ImageReadError(f"{path} could not be decoded, it may be truncated or corrupt ({exc})") from exc
+    with _pillow_errors(path, "could not be decoded, it may be truncated or corrupt"), Image.open(path) as image:
+        image.load()  # decode now: a truncated file fails here, not later
+        return ImageOps.exif_transpose(image)
 
 
 def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -77,18 +87,9 @@ def read_image_size(path: str | os.PathLike) -> tuple[int, int]:
     """
     path = Path(path)
     _check_exists(path)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                width, height = image.size
-                orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise _bomb_error(path, exc) from exc
-    except UnidentifiedImageError as exc:
-        raise ImageReadError(f"{path} is not an image file that Pillow can read") from exc
-    except Exception as exc:
-        raise ImageReadError(f"{path} could not be read ({exc})") from exc
+    with _pillow_errors(path, "could not be read"), Image.open(path) as image:
+        width, height = image.size
+        orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
     # Orientations 5-8 include a quarter turn, which swaps height and width.
     return (width, height) if orientation in (5, 6, 7, 8) else (height, width)
 

@@ -51,7 +51,23 @@ def size_mismatch_message(
     return message
 
 
-class FileDataset(Dataset):
+class SegmentationDataset(Dataset):
+    """What every atrous dataset shares: ``load(i)`` gives the decoded, checked pair and
+    ``__getitem__`` applies ``self.transforms`` to it."""
+
+    transforms: Transforms | None = None
+
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, mask = self.load(index)
+        if self.transforms is not None:
+            image, mask = self.transforms(image, mask)
+        return image, mask
+
+
+class FileDataset(SegmentationDataset):
     """Image/mask file pairs → ``(image uint8 (3, H, W), mask int64 (H, W))``, then ``transforms``.
 
     Subclasses find their files, pass them as ``samples`` and override :meth:`encode_mask`
@@ -160,12 +176,6 @@ class FileDataset(Dataset):
         mask = self.encode_mask(raw, mask_path)
         self.check_labels(mask, raw, mask_path)
         return image, torch.from_numpy(np.ascontiguousarray(mask, dtype=np.int64))
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.load(index)
-        if self.transforms is not None:
-            image, mask = self.transforms(image, mask)
-        return image, mask
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, samples={len(self)}, num_classes={self.num_classes})"

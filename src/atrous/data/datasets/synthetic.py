@@ -23,9 +23,8 @@ import math
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
-from .base import Transforms
+from .base import SegmentationDataset, Transforms
 
 SHAPES = ("circle", "ring", "cross", "square", "triangle", "star")
 SYNTHETIC_CLASSES = ["background", *SHAPES]
@@ -113,7 +112,7 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, radius: float) -> np.n
     raise ValueError(f"unknown shape {shape!r}; shapes are {SHAPES}")
 
 
-class SyntheticShapes(Dataset):
+class SyntheticShapes(SegmentationDataset):
     """Images of coloured shapes on noisy, textured backgrounds, with their class masks.
 
     Class 0 is background and classes ``1..num_classes-1`` are the first shapes of
@@ -212,12 +211,6 @@ class SyntheticShapes(Dataset):
             raise IndexError(f"index {index} is out of range for SyntheticShapes of {self.num_samples} samples")
         image, mask = self.render(index % self.num_samples)
         return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))), torch.from_numpy(mask)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image, mask = self.load(index)
-        if self.transforms is not None:
-            image, mask = self.transforms(image, mask)
-        return image, mask
 
     def __repr__(self) -> str:
         return (
