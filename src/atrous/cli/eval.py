@@ -26,12 +26,8 @@ def run(args: argparse.Namespace) -> int:
 
     from ..atomic import atomic_write_text
     from ..config import load_config
-    from ..data import build_dataset
-    from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
-    from ..data.root import resolve_root
-    from ..data.transforms import eval_transforms
     from ..engine.evaluator import evaluate
-    from ..engine.trainer import resolve_device
+    from ..engine.trainer import build_eval_dataset, resolve_device
     from ..inference import load_trained_model
     from ..metrics import format_table
 
@@ -51,13 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if output_stride:
         model.set_output_stride(output_stride)
     data = config.data
-    dataset = build_dataset(
-        data.dataset,
-        root=resolve_root(data.dataset, data.root),
-        split=args.split or data.val_split,
-        transforms=eval_transforms(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        **{**data.options, **data.val_options},
-    )
+    dataset = build_eval_dataset(config, args.split)
     if dataset.num_classes != model.num_classes:
         raise ValueError(f"the model predicts {model.num_classes} classes but the dataset has {dataset.num_classes}")
     loader = DataLoader(dataset, batch_size=data.val_batch_size, num_workers=data.workers)

@@ -133,19 +133,23 @@ def build_model(config: Config, num_classes: int) -> SegmentationModel:
     return create_model(config.model.name, **kwargs)
 
 
+def build_eval_dataset(config: Config, split: str | None = None):
+    """The evaluation set as training validates and ``atrous eval`` measures it (one definition)."""
+    data = config.data
+    return build_dataset(
+        data.dataset,
+        root=resolve_root(data.dataset, data.root),
+        split=split or data.val_split,
+        transforms=eval_transforms(mean=IMAGENET_MEAN, std=IMAGENET_STD),
+        **{**data.options, **data.val_options},
+    )
+
+
 def build_datasets(config: Config):
     data = config.data
-    common = dict(data.options)
     root = resolve_root(data.dataset, data.root)
-    train_set = build_dataset(data.dataset, root=root, split=data.train_split, **{**common, **data.train_options})
-    val_set = build_dataset(
-        data.dataset,
-        root=root,
-        split=data.val_split,
-        transforms=eval_transforms(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        **{**common, **data.val_options},
-    )
-    return train_set, val_set
+    train_set = build_dataset(data.dataset, root=root, split=data.train_split, **{**data.options, **data.train_options})
+    return train_set, build_eval_dataset(config)
 
 
 class Trainer:
