@@ -141,6 +141,7 @@ class ResNet(nn.Module):
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self._stage_channels = [64] + [p * block.expansion for p in (64, 128, 256, 512)]
         self._init_weights()
+        self.aux_module = "layer3"  # where PSPNet §4.2 puts its auxiliary loss
         self.output_stride = 32
         self.multi_grid: tuple[int, ...] | None = None
         self.feature_info = FeatureInfo()

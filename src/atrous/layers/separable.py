@@ -26,6 +26,7 @@ class SeparableConvNormAct(nn.Module):
         dilation: int = 1,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
         act_layer: type[nn.Module] = nn.ReLU,
+        act_dw_layer: type[nn.Module] | None = None,
     ) -> None:
         super().__init__()
         self.conv_dw = nn.Conv2d(
@@ -39,7 +40,7 @@ class SeparableConvNormAct(nn.Module):
             bias=False,
         )
         self.bn_dw = norm_layer(in_chs)
-        self.act_dw = act_layer()
+        self.act_dw = (act_dw_layer or act_layer)()  # ``act_dw_layer``: when it differs from the pointwise one
         self.conv_pw = nn.Conv2d(in_chs, out_chs, 1, bias=False)
         self.bn_pw = norm_layer(out_chs)
         self.act_pw = act_layer()
