@@ -23,12 +23,12 @@ test: setup
 	$(RUN) pytest
 
 lint: setup
-	$(RUN) ruff check src tests
-	$(RUN) ruff format --check src tests
+	$(RUN) ruff check src tests scripts bench
+	$(RUN) ruff format --check src tests scripts bench
 
 format: setup
-	$(RUN) ruff check --fix src tests
-	$(RUN) ruff format src tests
+	$(RUN) ruff check --fix src tests scripts bench
+	$(RUN) ruff format src tests scripts bench
 
 clean:
 	rm -rf .venv .pytest_cache .ruff_cache

@@ -26,6 +26,8 @@ def resize(x: torch.Tensor, size: Sequence[int], mode: Literal["nearest", "bilin
     Bilinear uses the house ``align_corners`` setting; nearest takes none.
     """
     size = (int(size[0]), int(size[1]))
+    if tuple(x.shape[-2:]) == size:
+        return x  # interpolating to the same size is the identity; skip the copy
     if mode == "bilinear":
         return F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
     if mode == "nearest":
@@ -34,44 +36,73 @@ def resize(x: torch.Tensor, size: Sequence[int], mode: Literal["nearest", "bilin
 
 
 class Upsample(nn.Module):
-    """Upsample by an integer factor, fixed (nearest, bilinear) or learned.
+    """Upsample by an integer factor, fixed (nearest, bilinear) or learned, then crop.
 
     ``transposed`` is FCN's learned upsampling (Long et al. 2015, §3.3: "upsampling is
-    backwards strided convolution"): a ``ConvTranspose2d`` with kernel 2·factor and
-    stride ``factor``, initialised to bilinear interpolation as the paper does, applied
-    per channel (groups = channels) unless ``learnable_mixing`` is asked for.
+    backwards strided convolution"): a per-channel ``ConvTranspose2d`` with kernel
+    2·factor and stride ``factor``, initialised to bilinear interpolation as the paper
+    does. Its input is first padded by one cell with edge values, so that the untrained
+    layer equals ``F.interpolate(scale_factor=factor, mode="bilinear",
+    align_corners=False)`` everywhere, borders included (a transposed convolution over
+    zero padding would darken the outermost factor/2 pixels).
 
-    ``forward(x, size)`` takes the exact output size so that odd input sizes round-trip;
-    the learned variant crops its (slightly larger) output to it.
+    Every mode produces exactly factor × the input, in which cell *j* covers output
+    pixels ``[factor·j, factor·(j + 1))``, and ``forward(x, size)`` crops that to
+    ``size``. This is the geometry of maps pooled with ``ceil_mode`` (Caffe's pooling,
+    which FCN used), so scores land on their pixels for any input size; cropping, not
+    resizing to ``size``, keeps the scale exact.
+
+    Args:
+        channels: channels of the map (transposed mode).
+        factor: integer upsampling factor; even for ``transposed``.
+        mode: ``nearest``, ``bilinear`` or ``transposed``.
+        learnable: for ``transposed``, whether the kernel trains (FCN §4.2 learns its
+            2× layers from the bilinear start).
     """
 
-    def __init__(self, channels: int, factor: int, *, mode: UpsampleMode = "bilinear") -> None:
+    def __init__(self, channels: int, factor: int, *, mode: UpsampleMode = "bilinear", learnable: bool = True) -> None:
         super().__init__()
-        if factor < 1:
-            raise ValueError(f"Upsample: factor must be >= 1, got {factor}")
+        if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+            raise ValueError(f"Upsample: factor must be an integer >= 1, got {factor!r}")
         if mode not in ("nearest", "bilinear", "transposed"):
             raise ValueError(f"Upsample: mode must be nearest, bilinear or transposed, got {mode!r}")
+        if mode == "transposed" and factor % 2:
+            raise ValueError(
+                f"Upsample: a transposed (bilinear-initialised) upsampling needs an even factor, got {factor}"
+            )
         self.factor = factor
         self.mode = mode
         self.deconv: nn.ConvTranspose2d | None = None
         if mode == "transposed":
             kernel = 2 * factor
+            # padding: factor/2 centres the kernel on the bilinear sampling grid; + factor
+            # removes the cell of edge padding added in forward.
             self.deconv = nn.ConvTranspose2d(
-                channels, channels, kernel, stride=factor, padding=factor // 2, groups=channels, bias=False
+                channels, channels, kernel, stride=factor, padding=factor // 2 + factor, groups=channels, bias=False
             )
             with torch.no_grad():
                 self.deconv.weight.copy_(bilinear_kernel(kernel).expand_as(self.deconv.weight))
+            self.deconv.weight.requires_grad_(learnable)
 
     def forward(self, x: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
+        full = (x.shape[-2] * self.factor, x.shape[-1] * self.factor)
         if size is None:
-            size = (x.shape[-2] * self.factor, x.shape[-1] * self.factor)
-        if self.deconv is None:
-            return resize(x, size, mode=self.mode)  # type: ignore[arg-type]
-        y = self.deconv(x)
-        if y.shape[-2] < size[0] or y.shape[-1] < size[1]:
-            # Asked for more than factor× (a caller rounding up): finish with bilinear.
-            return resize(y, size)
+            size = full
+        if size[0] > full[0] or size[1] > full[1]:
+            raise ValueError(
+                f"Upsample: a {tuple(x.shape[-2:])} map ×{self.factor} gives {full}, smaller than the "
+                f"requested {tuple(size)}; pool with ceil_mode so maps cover the input"
+            )
+        if self.deconv is not None:
+            y = self.deconv(F.pad(x, (1, 1, 1, 1), mode="replicate"))
+        elif self.mode == "bilinear":
+            y = F.interpolate(x, scale_factor=self.factor, mode="bilinear", align_corners=ALIGN_CORNERS)
+        else:
+            y = F.interpolate(x, scale_factor=self.factor, mode="nearest")
         return y[..., : size[0], : size[1]]
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}, mode={self.mode!r}"
 
 
 def bilinear_kernel(size: int) -> torch.Tensor:

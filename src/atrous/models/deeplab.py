@@ -1,4 +1,4 @@
-"""DeepLab v3 and v3+ on dilated ResNets.
+"""DeepLab v3 and v3+ on dilated ResNets, aligned Xception-65 and MobileNetV2.
 
 * DeepLab v3 — Chen et al., "Rethinking Atrous Convolution for Semantic Image
   Segmentation" (2017), arXiv:1706.05587.
@@ -13,19 +13,45 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..layers import ASPP, ConvNormAct, SeparableConvNormAct, resize
+from ..layers import ASPP, ConvNormAct, SeparableConvNormAct, Upsample, resize
 from ._registry import register_model
 from .fcn import aux_fcn_head
-from .segmentor import SegmentationModel, build_backbone
+from .segmentor import SegmentationModel, build_backbone, check_upsample_mode, final_upsample
 
 # DeepLab v3 §3.3: "three 3×3 convolutions with rates = (6, 12, 18) when output_stride
 # = 16 … the rates are doubled when output_stride = 8".
 ASPP_RATES_OS16 = (6, 12, 18)
 
 
+# DeepLab's MobileNetV2 checkpoints are trained without ASPP's atrous branches (the
+# reference model zoo lists "ASPP: N/A" for them): 1×1 and image pooling only, for speed.
+MOBILENET_ASPP_RATES: tuple[int, ...] = ()
+
+
 def aspp_rates(output_stride: int, rates_at_16: Sequence[int] = ASPP_RATES_OS16) -> tuple[int, ...]:
     """ASPP rates for ``output_stride``, scaled from the paper's rates at 16."""
     return tuple(max(1, r * 16 // output_stride) for r in rates_at_16)
+
+
+class DeepLabV3PaperHead(nn.Sequential):
+    """DeepLab v3 §3.3 as written: ASPP (1×1, three 3×3 atrous, image pooling; each 256
+    channels with BN) → concatenation → 1×1 conv 256 + BN → 1×1 conv to classes.
+
+    Dropout 0.1 after the projection follows the authors' reference code
+    (``keep_prob=0.9``). Unlike :class:`DeepLabV3Head` there is no extra 3×3 convolution.
+    """
+
+    def __init__(
+        self, in_chs: int, num_classes: int, *, output_stride: int = 16, rates: Sequence[int] = ASPP_RATES_OS16
+    ) -> None:
+        super().__init__(
+            ASPP(in_chs, aspp_rates(output_stride, rates), 256, dropout=0.1),
+            nn.Conv2d(256, num_classes, 1),
+        )
+        self.rates_at_16 = tuple(rates)
+
+    def set_output_stride(self, output_stride: int) -> None:
+        self[0].set_rates(aspp_rates(output_stride, self.rates_at_16))
 
 
 class DeepLabV3Head(nn.Sequential):
@@ -64,6 +90,9 @@ class DeepLabV3PlusHead(nn.Module):
         separable: depthwise-separable ASPP and decoder convolutions (the paper's
             Xception model); plain convolutions for ResNet.
         dropout: after the ASPP projection (0.1, as the reference implementation).
+        rates: ASPP rates at output stride 16.
+        upsample: how the encoder output reaches stride 4: ``bilinear`` (the paper),
+            ``nearest``, or a learned ``transposed`` convolution initialised to bilinear.
     """
 
     def __init__(
@@ -77,9 +106,15 @@ class DeepLabV3PlusHead(nn.Module):
         low_level_out_chs: int = 48,
         decoder_chs: int = 256,
         dropout: float = 0.1,
+        rates: Sequence[int] = ASPP_RATES_OS16,
+        upsample: str = "bilinear",
     ) -> None:
         super().__init__()
-        self.aspp = ASPP(in_chs, aspp_rates(output_stride), 256, separable=separable, dropout=dropout)
+        check_upsample_mode(upsample)
+        self.rates_at_16 = tuple(rates)
+        self.aspp = ASPP(in_chs, aspp_rates(output_stride, rates), 256, separable=separable, dropout=dropout)
+        # The low-level features are at stride 4 (the decoder's premise, §3.1).
+        self.up = None if upsample == "bilinear" else Upsample(256, output_stride // 4, mode=upsample)  # type: ignore[arg-type]
         self.low_level = ConvNormAct(low_level_chs, low_level_out_chs, 1)
         conv = SeparableConvNormAct if separable else ConvNormAct
         self.fuse = nn.Sequential(
@@ -89,12 +124,19 @@ class DeepLabV3PlusHead(nn.Module):
         self.classify = nn.Conv2d(decoder_chs, num_classes, 1)
 
     def set_output_stride(self, output_stride: int) -> None:
-        self.aspp.set_rates(aspp_rates(output_stride))
+        if self.up is not None:
+            if self.up.deconv is not None and self.up.factor != output_stride // 4:
+                raise ValueError(
+                    f"the decoder's learned ×{self.up.factor} upsampling is tied to output stride "
+                    f"{4 * self.up.factor}; build the model with output_stride={output_stride}"
+                )
+            self.up.factor = output_stride // 4
+        self.aspp.set_rates(aspp_rates(output_stride, self.rates_at_16))
 
     def forward(self, low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
         x = self.aspp(high)  # (B, 256, H/16, W/16)
         low = self.low_level(low)  # (B, 48, H/4, W/4)
-        x = resize(x, low.shape[-2:])
+        x = resize(x, low.shape[-2:]) if self.up is None else self.up(x, low.shape[-2:])
         x = self.fuse(torch.cat([x, low], dim=1))  # (B, 256, H/4, W/4)
         return self.classify(x)
 
@@ -108,6 +150,9 @@ def _create_deeplabv3(
     pretrained_backbone: str | None = None,
     aux: bool = False,
     in_chans: int = 3,
+    upsample: str = "bilinear",
+    paper_head: bool = False,
+    aspp_rates: Sequence[int] | None = None,
 ) -> SegmentationModel:
     backbone, config = build_backbone(
         backbone_name,
@@ -117,10 +162,26 @@ def _create_deeplabv3(
         aux=aux,
         in_chans=in_chans,
         pretrained_backbone=pretrained_backbone,
+        upsample=upsample,
     )
-    head = DeepLabV3Head(backbone.feature_info[-1].num_chs, num_classes, output_stride=output_stride)
+    in_chs = backbone.feature_info[-1].num_chs
+    if paper_head:
+        rates = ASPP_RATES_OS16 if aspp_rates is None else tuple(aspp_rates)
+        config["aspp_rates"] = list(rates)
+        head: nn.Module = DeepLabV3PaperHead(in_chs, num_classes, output_stride=output_stride, rates=rates)
+    else:
+        if aspp_rates is not None:
+            raise ValueError("aspp_rates: the torchvision-layout DeepLab v3 head has fixed rates (6, 12, 18) at OS16")
+        head = DeepLabV3Head(in_chs, num_classes, output_stride=output_stride)
     aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
-    return SegmentationModel(backbone, head, aux_classifier=aux_head, aux_index=aux_index, config=config)
+    return SegmentationModel(
+        backbone,
+        head,
+        aux_classifier=aux_head,
+        aux_index=aux_index,
+        upsample=final_upsample(upsample, num_classes, output_stride),
+        config=config,
+    )
 
 
 def _create_deeplabv3plus(
@@ -133,6 +194,9 @@ def _create_deeplabv3plus(
     aux: bool = False,
     in_chans: int = 3,
     separable: bool = False,
+    upsample: str = "bilinear",
+    aspp_rates: Sequence[int] | None = None,
+    **backbone_options,
 ) -> SegmentationModel:
     backbone, config = build_backbone(
         backbone_name,
@@ -142,12 +206,23 @@ def _create_deeplabv3plus(
         aux=aux,
         in_chans=in_chans,
         pretrained_backbone=pretrained_backbone,
+        upsample=upsample,
+        **backbone_options,
     )
+    config.update(backbone_options)
+    rates = ASPP_RATES_OS16 if aspp_rates is None else tuple(aspp_rates)
     config["separable"] = separable
+    config["aspp_rates"] = list(rates)
     info = backbone.feature_info
     low_index = info.index(reduction=4)
     head = DeepLabV3PlusHead(
-        info[-1].num_chs, info[low_index].num_chs, num_classes, output_stride=output_stride, separable=separable
+        info[-1].num_chs,
+        info[low_index].num_chs,
+        num_classes,
+        output_stride=output_stride,
+        separable=separable,
+        rates=rates,
+        upsample=upsample,
     )
     aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
     return SegmentationModel(
@@ -156,26 +231,57 @@ def _create_deeplabv3plus(
         classifier_indices=(low_index, -1),
         aux_classifier=aux_head,
         aux_index=aux_index,
+        upsample=final_upsample(upsample, num_classes, 4),
+        logits_stride=4,
         config=config,
     )
 
 
 @register_model
 def deeplabv3_resnet18(**kwargs) -> SegmentationModel:
-    """DeepLab v3, dilated ResNet-18 (a small model for CPUs)."""
+    """DeepLab v3, dilated ResNet-18, torchvision's head layout (a small model for CPUs)."""
     return _create_deeplabv3("resnet18", **kwargs)
 
 
 @register_model
 def deeplabv3_resnet50(**kwargs) -> SegmentationModel:
-    """DeepLab v3, dilated ResNet-50 (torchvision ``deeplabv3_resnet50`` layout at stride 8)."""
+    """DeepLab v3, dilated ResNet-50: torchvision's ``deeplabv3_resnet50`` preset (its
+    checkpoints load; torchvision runs it at output stride 8, ASPP rates 12, 24, 36)."""
     return _create_deeplabv3("resnet50", **kwargs)
 
 
 @register_model
 def deeplabv3_resnet101(**kwargs) -> SegmentationModel:
-    """DeepLab v3, dilated ResNet-101 (torchvision ``deeplabv3_resnet101`` layout at stride 8)."""
+    """DeepLab v3, dilated ResNet-101: torchvision's ``deeplabv3_resnet101`` preset (its
+    checkpoints load; torchvision runs it at output stride 8, ASPP rates 12, 24, 36)."""
     return _create_deeplabv3("resnet101", **kwargs)
+
+
+def _paper_preset(backbone_name: str, kwargs: dict) -> SegmentationModel:
+    kwargs.setdefault("multi_grid", (1, 2, 4))
+    return _create_deeplabv3(backbone_name, paper_head=True, **kwargs)
+
+
+@register_model
+def deeplabv3_paper_resnet50(**kwargs) -> SegmentationModel:
+    """DeepLab v3 as the paper specifies it (§3.2, §3.3, §4.1): ResNet-50, Multi_Grid
+    (1, 2, 4) in block4, ASPP (6, 12, 18) + image pooling at output stride 16 (rates
+    doubled at 8), 1×1 projection straight to the classifier."""
+    return _paper_preset("resnet50", kwargs)
+
+
+@register_model
+def deeplabv3_paper_resnet101(**kwargs) -> SegmentationModel:
+    """DeepLab v3 as the paper specifies it, on ResNet-101 (the paper's main model)."""
+    return _paper_preset("resnet101", kwargs)
+
+
+@register_model
+def deeplabv3_mobilenetv2(**kwargs) -> SegmentationModel:
+    """DeepLab v3 on MobileNetV2 (Sandler et al. 2018, §6.3): the paper's head with ASPP
+    reduced to its 1×1 and image-pooling branches, as DeepLab's mobile checkpoints."""
+    kwargs.setdefault("aspp_rates", MOBILENET_ASPP_RATES)
+    return _create_deeplabv3("mobilenetv2", paper_head=True, **kwargs)
 
 
 @register_model
@@ -194,3 +300,22 @@ def deeplabv3plus_resnet50(**kwargs) -> SegmentationModel:
 def deeplabv3plus_resnet101(**kwargs) -> SegmentationModel:
     """DeepLab v3+, dilated ResNet-101 (the paper's ResNet-101 variant, §4.2)."""
     return _create_deeplabv3plus("resnet101", **kwargs)
+
+
+@register_model
+def deeplabv3plus_xception65(*, act_after_depthwise: bool = False, **kwargs) -> SegmentationModel:
+    """DeepLab v3+ on aligned Xception-65 (§3.2) with depthwise-separable ASPP and decoder
+    convolutions (§4.3, "Xception as network backbone"): the paper's best model.
+    ``act_after_depthwise=True``: ReLU after every depthwise convolution, as §3.2's text
+    has it (the default follows the released weights, see :mod:`atrous.backbones.xception`)."""
+    kwargs.setdefault("separable", True)
+    return _create_deeplabv3plus("xception65", act_after_depthwise=act_after_depthwise, **kwargs)
+
+
+@register_model
+def deeplabv3plus_mobilenetv2(**kwargs) -> SegmentationModel:
+    """DeepLab v3+ on MobileNetV2: separable decoder, ASPP without atrous branches (the
+    DeepLab reference's mobile configuration)."""
+    kwargs.setdefault("separable", True)
+    kwargs.setdefault("aspp_rates", MOBILENET_ASPP_RATES)
+    return _create_deeplabv3plus("mobilenetv2", **kwargs)

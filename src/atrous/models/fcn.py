@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from torch import nn
 
 from ._registry import register_model
-from .segmentor import SegmentationModel, build_backbone
+from .segmentor import SegmentationModel, build_backbone, final_upsample
 
 
 class FCNHead(nn.Sequential):
@@ -35,8 +35,9 @@ class FCNHead(nn.Sequential):
 
 
 def aux_fcn_head(backbone, num_classes: int) -> tuple[FCNHead, int]:
-    """An auxiliary FCN head on ``layer3`` and the position of that feature."""
-    index = backbone.feature_info.index(module="layer3")
+    """An auxiliary FCN head on the backbone's ``aux_module`` feature (ResNet: ``layer3``)
+    and the position of that feature."""
+    index = backbone.feature_info.index(module=backbone.aux_module)
     return FCNHead(backbone.feature_info[index].num_chs, num_classes), index
 
 
@@ -49,6 +50,7 @@ def _create_fcn(
     pretrained_backbone: str | None = None,
     aux: bool = False,
     in_chans: int = 3,
+    upsample: str = "bilinear",
 ) -> SegmentationModel:
     backbone, config = build_backbone(
         backbone_name,
@@ -58,10 +60,18 @@ def _create_fcn(
         aux=aux,
         in_chans=in_chans,
         pretrained_backbone=pretrained_backbone,
+        upsample=upsample,
     )
     head = FCNHead(backbone.feature_info[-1].num_chs, num_classes)
     aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
-    return SegmentationModel(backbone, head, aux_classifier=aux_head, aux_index=aux_index, config=config)
+    return SegmentationModel(
+        backbone,
+        head,
+        aux_classifier=aux_head,
+        aux_index=aux_index,
+        upsample=final_upsample(upsample, num_classes, output_stride),
+        config=config,
+    )
 
 
 @register_model

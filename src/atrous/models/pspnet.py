@@ -9,7 +9,7 @@ from torch import nn
 from ..layers import ConvNormAct, PyramidPooling
 from ._registry import register_model
 from .fcn import aux_fcn_head
-from .segmentor import SegmentationModel, build_backbone
+from .segmentor import SegmentationModel, build_backbone, final_upsample
 
 # §4.2: "we set the auxiliary loss weight α to 0.4"; Table 3 shows it best.
 PSP_AUX_WEIGHT = 0.4
@@ -43,6 +43,7 @@ def _create_pspnet(
     pretrained_backbone: str | None = None,
     aux: bool = True,
     in_chans: int = 3,
+    upsample: str = "bilinear",
 ) -> SegmentationModel:
     backbone, config = build_backbone(
         backbone_name,
@@ -52,11 +53,18 @@ def _create_pspnet(
         aux=aux,
         in_chans=in_chans,
         pretrained_backbone=pretrained_backbone,
+        upsample=upsample,
     )
     head = PSPHead(backbone.feature_info[-1].num_chs, num_classes)
     aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
     return SegmentationModel(
-        backbone, head, aux_classifier=aux_head, aux_index=aux_index, aux_weight=PSP_AUX_WEIGHT, config=config
+        backbone,
+        head,
+        aux_classifier=aux_head,
+        aux_index=aux_index,
+        aux_weight=PSP_AUX_WEIGHT,
+        upsample=final_upsample(upsample, num_classes, output_stride),
+        config=config,
     )
 
 

@@ -8,13 +8,30 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..backbones import ResNet, create_backbone
-from ..layers.upsample import resize
+from ..backbones import OUTPUT_STRIDES, create_backbone
+from ..layers.upsample import Upsample, resize
+
+UPSAMPLE_MODES = ("bilinear", "nearest", "transposed")
 
 
 def check_num_classes(num_classes: int) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+
+
+def check_upsample_mode(upsample: str) -> None:
+    if upsample not in UPSAMPLE_MODES:
+        raise ValueError(f"upsample must be one of {', '.join(UPSAMPLE_MODES)}, got {upsample!r}")
+
+
+def final_upsample(upsample: str, num_classes: int, output_stride: int) -> Upsample | None:
+    """The logits' upsampling by ``output_stride``: ``None`` means bilinear to the exact
+    input size (torchvision's ``F.interpolate``, kept for checkpoint equivalence); nearest
+    or a learned transposed convolution (bilinear-initialised) otherwise."""
+    check_upsample_mode(upsample)
+    if upsample == "bilinear":
+        return None
+    return Upsample(num_classes, output_stride, mode=upsample)  # type: ignore[arg-type]
 
 
 def build_backbone(
@@ -26,19 +43,23 @@ def build_backbone(
     aux: bool,
     in_chans: int,
     pretrained_backbone: str | None,
-) -> tuple[ResNet, dict[str, Any]]:
+    upsample: str = "bilinear",
+    **backbone_kwargs: Any,
+) -> tuple[nn.Module, dict[str, Any]]:
     """Validate the arguments every family shares, build the backbone, and record them.
 
     The returned config is what ``save_pretrained`` writes and ``load_model`` rebuilds
     from (the pretrained-backbone source is not part of it: saved weights replace it).
     """
     check_num_classes(num_classes)
+    check_upsample_mode(upsample)
     backbone = create_backbone(
         backbone_name,
         output_stride=output_stride,
         multi_grid=multi_grid,
         in_chans=in_chans,
         pretrained=pretrained_backbone,
+        **backbone_kwargs,
     )
     config = dict(
         num_classes=num_classes,
@@ -46,6 +67,7 @@ def build_backbone(
         multi_grid=list(multi_grid) if multi_grid is not None else None,
         aux=bool(aux),
         in_chans=in_chans,
+        upsample=upsample,
     )
     return backbone, config
 
@@ -70,32 +92,49 @@ class SegmentationModel(nn.Module):
         aux_classifier: an optional training-time head on ``features[aux_index]``.
         config: the arguments the model was built with; saved by ``save_pretrained``.
         aux_weight: the auxiliary loss weight (PSPNet §4.2 uses 0.4).
+        upsample: the logits' final upsampling (an :class:`~atrous.layers.Upsample`
+            called with the input size); ``None`` resizes bilinearly to the input size.
+        fixed_output_stride: why this architecture cannot switch output stride (FCN's
+            skips are tied to pool3/pool4), or ``None`` when it can.
+        logits_stride: the stride of the head's logits when a decoder fixes it (4 for
+            DeepLab v3+); ``None`` when it is the output stride.
     """
 
     def __init__(
         self,
-        backbone: ResNet,
+        backbone: nn.Module,
         classifier: nn.Module,
         *,
         classifier_indices: Sequence[int] = (-1,),
         aux_classifier: nn.Module | None = None,
         aux_index: int = -2,
         aux_weight: float = 0.4,
+        upsample: Upsample | None = None,
+        fixed_output_stride: str | None = None,
+        logits_stride: int | None = None,
         config: dict[str, Any],
     ) -> None:
         super().__init__()
         self.backbone = backbone
         self.classifier = classifier
         self.aux_classifier = aux_classifier
+        self.upsample = upsample
         self.classifier_indices = tuple(classifier_indices)
         self.aux_index = aux_index
         self.aux_weight = aux_weight
+        self.fixed_output_stride = fixed_output_stride
+        self.logits_stride = logits_stride
         self.config = dict(config)
         self.metadata: dict[str, Any] = {}  # class names, palette …: saved, never used to build
-        # Heads are initialised here, once, for every family; the backbone keeps its own
-        # (torchvision's) initialisation or its pretrained weights.
+        # Heads are initialised here, once, for every family (a head with its own
+        # ``init_weights``, such as FCN's zero-initialised score layers, uses that); the
+        # backbone keeps its own (torchvision's) initialisation or its pretrained weights.
         for head in (self.classifier, self.aux_classifier):
-            if head is not None:
+            if head is None:
+                continue
+            if hasattr(head, "init_weights"):
+                head.init_weights()
+            else:
                 init_head_weights(head, int(config["num_classes"]))
 
     @property
@@ -112,17 +151,33 @@ class SegmentationModel(nn.Module):
         Backbone strides become dilations (or back) and heads with atrous rates rescale
         them; no weight changes.
         """
-        self.backbone.set_output_stride(output_stride, self.config.get("multi_grid"))
+        name = self.config.get("name", type(self).__name__)
+        if self.fixed_output_stride is not None and output_stride != self.output_stride:
+            raise ValueError(f"{name} cannot change its output stride: {self.fixed_output_stride}")
+        follows_stride = self.upsample is not None and self.logits_stride is None
+        if follows_stride and self.upsample.deconv is not None and output_stride != self.output_stride:
+            raise ValueError(
+                f"{name} upsamples its logits with a learned ×{self.upsample.factor} transposed convolution, "
+                f"which is tied to output stride {self.output_stride}; build it with output_stride={output_stride}"
+            )
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
+        # Heads first: they may refuse (a learned upsampling tied to the stride) before
+        # anything has changed.
         for head in (self.classifier, self.aux_classifier):
             if head is not None and hasattr(head, "set_output_stride"):
                 head.set_output_stride(output_stride)
+        self.backbone.set_output_stride(output_stride, self.config.get("multi_grid"))
+        if follows_stride:
+            self.upsample.factor = output_stride
         self.config["output_stride"] = output_stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | dict[str, torch.Tensor]:
         check_input(x, self.backbone.in_chans)
         size = x.shape[-2:]
         features = self.backbone(x)
-        out = resize(self.classifier(*[features[i] for i in self.classifier_indices]), size)
+        out = self.classifier(*[features[i] for i in self.classifier_indices])
+        out = resize(out, size) if self.upsample is None else self.upsample(out, size)
         if self.training and self.aux_classifier is not None:
             aux = resize(self.aux_classifier(features[self.aux_index]), size)
             return {"out": out, "aux": aux}
