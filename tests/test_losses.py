@@ -10,6 +10,7 @@ from atrous.losses import (
     FocalLoss,
     OHEMCrossEntropy,
     SegmentationLoss,
+    WeightedCrossEntropy,
     build_loss,
     list_losses,
 )
@@ -255,3 +256,66 @@ def test_build_loss_errors_name_the_problem():
         build_loss("ce", num_classes=C, class_weights=[1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="class_weights"):
         build_loss("dice", num_classes=C, class_weights=[1.0] * C)
+
+
+def pixel_weights(shape=(2, 6, 7), seed=1):
+    return 10 * torch.rand(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def test_weighted_cross_entropy_is_the_weighted_mean_of_per_pixel_losses():
+    logits, target = batch()
+    w = pixel_weights()
+    valid = target != IGNORE_INDEX
+    nll = F.cross_entropy(logits, target, ignore_index=IGNORE_INDEX, reduction="none")
+    expected = (w * nll)[valid].sum() / w[valid].sum()
+    torch.testing.assert_close(WeightedCrossEntropy()(logits, target, w), expected)
+    # All ones: plain cross-entropy; the weights' scale does not matter.
+    ones = torch.ones_like(w)
+    torch.testing.assert_close(WeightedCrossEntropy()(logits, target, ones), CrossEntropy()(logits, target))
+    torch.testing.assert_close(WeightedCrossEntropy()(logits, target, 3 * w), expected)
+
+
+def test_weighted_cross_entropy_gradients_follow_the_weights():
+    logits, target = batch()
+    w = pixel_weights()
+    w[0, 0, 0] = 0.0
+    target[0, 0, 0] = 1
+    logits.requires_grad_(True)
+    WeightedCrossEntropy()(logits, target, w).backward()
+    grad = logits.grad
+    ignored = (target == IGNORE_INDEX).unsqueeze(1).expand_as(grad)
+    assert torch.equal(grad[ignored], torch.zeros_like(grad[ignored]))
+    assert torch.equal(grad[0, :, 0, 0], torch.zeros(C))  # zero weight: no gradient
+    # A batch whose labelled pixels all weigh 0 gives 0, with a graph.
+    loss = WeightedCrossEntropy()(logits, target, torch.zeros_like(w))
+    assert loss.item() == 0.0 and loss.requires_grad
+
+
+def test_weighted_cross_entropy_rejects_bad_weights():
+    logits, target = batch()
+    w = pixel_weights()
+    loss = WeightedCrossEntropy()
+    with pytest.raises(ValueError, match="pixel_weight must be a float tensor shaped like target"):
+        loss(logits, target, w[..., :6])
+    with pytest.raises(ValueError, match="pixel_weight must be a float"):
+        loss(logits, target, w.long())
+    for bad in (-1.0, float("nan")):
+        w2 = w.clone()
+        w2[1, 2, 3] = bad
+        with pytest.raises(ValueError, match="finite and >= 0"):
+            loss(logits, target, w2)
+    with pytest.raises(TypeError, match="pixel_weight"):
+        loss(logits, target, 1.0)
+    with pytest.raises(ValueError, match=r"target has labels \{7\}"):
+        loss(logits, torch.where(target == 0, 7, target), w)
+
+
+def test_segmentation_loss_passes_pixel_weights_to_both_heads():
+    out, target = batch(seed=3)
+    aux, _ = batch(seed=4)
+    w = pixel_weights()
+    wce = WeightedCrossEntropy()
+    seg = SegmentationLoss(wce, aux_weight=0.4)
+    torch.testing.assert_close(
+        seg({"out": out, "aux": aux}, target, w), wce(out, target, w) + 0.4 * wce(aux, target, w)
+    )

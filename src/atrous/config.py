@@ -34,6 +34,7 @@ class ModelConfig:
     pretrained_backbone: str | None = None
     aux: bool | None = None  # None: the family's default
     checkpoint_path: str | None = None  # whole-model weights to start from
+    options: dict[str, Any] = field(default_factory=dict)  # the family's own arguments (upsample, base_chs, …)
 
 
 @dataclass
@@ -49,6 +50,7 @@ class DataConfig:
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
     hflip: float = 0.5
     jitter: bool = True
+    elastic: bool | float = False  # U-Net §3.1 elastic deformation; a number is its σ in pixels (true: 10)
     batch_size: int = 8
     val_batch_size: int = 1
     workers: int = 2
@@ -69,6 +71,9 @@ class TrainConfig:
     loss: str = "ce"
     loss_options: dict[str, Any] = field(default_factory=dict)
     class_weights: list[float] | None = None
+    # U-Net §3 border weight map, e.g. {w0: 10, sigma: 5, class_weights: balanced}: the
+    # cross-entropy is weighted per pixel by it (loss must be "ce").
+    weight_map: dict[str, Any] | None = None
     aux_weight: float | None = None  # None: the model's own (0.4 for PSPNet)
     # auto: bf16 on GPUs that have it (else fp16 + scaler), bf16 on CPUs with native bf16
     # (AVX-512 BF16 / AMX), full precision otherwise. YAML's bare off/false also mean off.
@@ -92,6 +97,8 @@ class EvalConfig:
     scales: list[float] = field(default_factory=lambda: [1.0])
     flip: bool = False
     output_stride: int | None = None  # evaluate at another output stride (DeepLab v3 §4.3)
+    tile: int | None = None  # predict in tiles of this size (overlap-tile for the unpadded U-Net)
+    tile_overlap: float = 0.25  # sliding windows' overlap (not used by overlap-tile)
 
 
 @dataclass

@@ -9,6 +9,7 @@ when a batch has no labelled pixel, where a plain mean would give NaN.
 * :class:`OHEMCrossEntropy` — cross-entropy over the hard pixels only (bootstrapping).
 * :class:`DiceLoss` — soft multi-class Dice (V-Net).
 * :class:`FocalLoss` — cross-entropy down-weighting easy pixels (RetinaNet).
+* :class:`WeightedCrossEntropy` — cross-entropy with a weight per pixel (U-Net's weight map).
 * :class:`CombinedLoss` — a weighted sum of the above (``"ce+dice"``).
 * :class:`SegmentationLoss` — applies one of them to a model's ``out`` and ``aux`` outputs.
 * :func:`build_loss` — all of it by name, for configs and the CLI.
@@ -343,6 +344,44 @@ class FocalLoss(_PixelLoss):
             return _weighted_mean(torch.where(valid, loss, 0.0), _pixel_weights(target, valid, alpha))
 
 
+class WeightedCrossEntropy(_PixelLoss):
+    """Cross-entropy with a weight per pixel: U-Net's weighted energy (Ronneberger et al. 2015, §3, eq. 1).
+
+    ``forward(logits, target, pixel_weight)`` returns ``Σ w·nll / Σ w`` over the labelled
+    pixels, ``w`` being ``pixel_weight`` (B, H, W) — typically the weight map of
+    :func:`~atrous.data.weight_map.unet_weight_map`, which already holds the class
+    balancing ``w_c``, so this loss takes no class weights. The paper sums ``w·log p``;
+    dividing by ``Σ w`` keeps the loss on the scale of plain cross-entropy (which it
+    equals when every weight is 1) whatever the image size or the weights' scale, so
+    learning rates carry over. Pixels labelled ``ignore_index`` are skipped whatever their
+    weight; a batch whose labelled pixels all weigh 0 gives 0.
+
+    Args:
+        ignore_index: target label whose pixels are skipped.
+    """
+
+    def __init__(self, *, ignore_index: int = IGNORE_INDEX) -> None:
+        super().__init__(ignore_index=ignore_index, weight=None, weight_name="weight")
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor, pixel_weight: torch.Tensor) -> torch.Tensor:
+        logits, target, valid, _ = self._prepare(logits, target)
+        if not isinstance(pixel_weight, torch.Tensor):
+            raise TypeError(f"loss: pixel_weight must be a tensor, got {type(pixel_weight).__name__}")
+        if pixel_weight.shape != target.shape or not pixel_weight.is_floating_point():
+            raise ValueError(
+                f"loss: pixel_weight must be a float tensor shaped like target {tuple(target.shape)}, "
+                f"got shape {tuple(pixel_weight.shape)} and dtype {pixel_weight.dtype}"
+            )
+        pixel_weight = pixel_weight.to(device=logits.device, dtype=torch.float32)
+        # One more host sync, as for the target check: a negative or NaN weight would
+        # silently turn the loss into something that is no longer minimised by the truth.
+        if not bool((torch.isfinite(pixel_weight) & (pixel_weight >= 0)).all()):
+            raise ValueError("loss: pixel_weight must be finite and >= 0")
+        with torch.autocast(logits.device.type, enabled=False):
+            nll = F.cross_entropy(logits, target, reduction="none")  # (B, H, W)
+            return _weighted_mean(torch.where(valid, nll, 0.0), torch.where(valid, pixel_weight, 0.0))
+
+
 class CombinedLoss(nn.Module):
     """A weighted sum of losses over the same logits and target.
 
@@ -375,10 +414,11 @@ class CombinedLoss(nn.Module):
 class SegmentationLoss(nn.Module):
     """The training loss of a segmentation model: main output plus weighted auxiliary output.
 
-    ``forward(output, target)`` takes what an atrous model returns in training — logits
-    (B, C, H, W), or ``{"out": logits, "aux": aux_logits}`` when it has an auxiliary head
-    — and returns ``criterion(out) + aux_weight · criterion(aux)`` (PSPNet weighs the
-    auxiliary loss by 0.4).
+    ``forward(output, target, *extra)`` takes what an atrous model returns in training —
+    logits (B, C, H, W), or ``{"out": logits, "aux": aux_logits}`` when it has an
+    auxiliary head — and returns ``criterion(out) + aux_weight · criterion(aux)`` (PSPNet
+    weighs the auxiliary loss by 0.4). ``extra`` arguments go to both calls of the
+    criterion after the target, e.g. the pixel weights of :class:`WeightedCrossEntropy`.
 
     After each call :attr:`last_components` holds the parts, detached, as 0-dim tensors:
     ``{"out": ..., "aux": ..., "total": ...}`` (``"aux"`` only when there was one). They
@@ -402,7 +442,9 @@ class SegmentationLoss(nn.Module):
     def extra_repr(self) -> str:
         return f"aux_weight={self.aux_weight}"
 
-    def forward(self, output: torch.Tensor | Mapping[str, torch.Tensor], target: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, output: torch.Tensor | Mapping[str, torch.Tensor], target: torch.Tensor, *extra: torch.Tensor
+    ) -> torch.Tensor:
         if isinstance(output, torch.Tensor):
             out, aux = output, None
         elif isinstance(output, Mapping):
@@ -417,10 +459,10 @@ class SegmentationLoss(nn.Module):
             raise TypeError(
                 f"SegmentationLoss: output must be a tensor or a dict of tensors, got {type(output).__name__}"
             )
-        loss = self.criterion(out, target)
+        loss = self.criterion(out, target, *extra)
         components = {"out": loss.detach()}
         if aux is not None and self.aux_weight > 0:
-            aux_loss = self.criterion(aux, target)
+            aux_loss = self.criterion(aux, target, *extra)
             components["aux"] = aux_loss.detach()
             loss = loss + self.aux_weight * aux_loss
         components["total"] = loss.detach()

@@ -26,6 +26,9 @@ def add_tta_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ms", action="store_true", help="multi-scale test: scales 0.5, 0.75, 1.0, 1.25, 1.5, 1.75")
     parser.add_argument("--flip", action="store_true", help="add left-right flipped inputs")
     parser.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="evaluate at this output stride")
+    parser.add_argument(
+        "--tile", type=int, help="predict in tiles of this size (overlap-tile for the unpadded U-Net, U-Net §2)"
+    )
 
 
 def resolve_scales(args: argparse.Namespace, default: list[float]) -> list[float]:

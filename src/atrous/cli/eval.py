@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     scales = resolve_scales(args, list(config.eval.scales))
     flip = args.flip or config.eval.flip
     output_stride = args.output_stride or config.eval.output_stride
+    tile = args.tile or config.eval.tile
 
     device = resolve_device(args.device)
     model = load_trained_model(args.model).to(device)
@@ -52,15 +53,31 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the model predicts {model.num_classes} classes but the dataset has {dataset.num_classes}")
     loader = DataLoader(dataset, batch_size=data.val_batch_size, num_workers=data.workers)
     with torch.inference_mode():
-        matrix = evaluate(model, loader, model.num_classes, device=device, scales=scales, flip=flip, progress=True)
+        matrix = evaluate(
+            model,
+            loader,
+            model.num_classes,
+            device=device,
+            scales=scales,
+            flip=flip,
+            progress=True,
+            tile=tile,
+            tile_overlap=config.eval.tile_overlap,
+        )
     metrics = matrix.compute()
     names = list(getattr(dataset, "class_names", [str(i) for i in range(model.num_classes)]))
     print(
         f"model {args.model}  split {args.split or data.val_split}  scales {scales}  flip {flip}  "
-        f"output stride {model.output_stride}"
+        f"output stride {model.output_stride}" + (f"  tiles {tile}" if tile else "")
     )
     print(format_table(metrics, names))
     if args.json:
-        record = {"scales": scales, "flip": flip, "output_stride": model.output_stride, **metrics.as_dict(names)}
+        record = {
+            "scales": scales,
+            "flip": flip,
+            "output_stride": model.output_stride,
+            "tile": tile,
+            **metrics.as_dict(names),
+        }
         atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
     return 0

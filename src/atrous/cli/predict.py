@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
         std=meta.get("std", IMAGENET_STD),
         scales=resolve_scales(args, [1.0]),
         flip=args.flip,
+        tile=args.tile,
     )
     for path in paths:
         image = read_image(path)

@@ -12,6 +12,7 @@ from .datasets import (
     Cityscapes,
     FileDataset,
     FolderDataset,
+    ISBIMembrane,
     SyntheticShapes,
     VOCSegmentation,
     build_dataset,
@@ -27,7 +28,8 @@ from .errors import (
     UnmatchedFilesError,
 )
 from .io import read_image, read_mask, read_raw_mask
-from .transforms import denormalize, eval_transforms, train_transforms
+from .transforms import ElasticDeformation, denormalize, eval_transforms, train_transforms
+from .weight_map import WeightMapDataset, unet_weight_map
 
 __all__ = [
     "ADE20K",
@@ -38,15 +40,18 @@ __all__ = [
     "Cityscapes",
     "DatasetError",
     "DoctorReport",
+    "ElasticDeformation",
     "EmptyDatasetError",
     "FileDataset",
     "FolderDataset",
+    "ISBIMembrane",
     "ImageReadError",
     "MaskValueError",
     "SizeMismatchError",
     "SyntheticShapes",
     "UnmatchedFilesError",
     "VOCSegmentation",
+    "WeightMapDataset",
     "build_dataset",
     "denormalize",
     "eval_transforms",
@@ -58,4 +63,5 @@ __all__ = [
     "read_raw_mask",
     "scan_dataset",
     "train_transforms",
+    "unet_weight_map",
 ]

@@ -15,6 +15,7 @@ never count in the loss or the metrics.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -99,6 +100,81 @@ class ResizeTo(v2.Transform):
         return _resize(inpt, params["size"])
 
 
+class ElasticDeformation(v2.Transform):
+    """Smooth random elastic deformation of image and mask: U-Net's augmentation (Ronneberger et al. 2015, §3.1).
+
+    "Random displacement vectors on a coarse 3 by 3 grid", each component drawn from a
+    Gaussian of ``sigma`` pixels standard deviation, upsampled bicubically to one
+    displacement per pixel; every output pixel ``p`` then takes the input at
+    ``p + displacement(p)``. The coarse grid spans the image corner to corner. The image is
+    sampled bilinearly, the mask by nearest neighbour with the *same* field, so labels are
+    only ever copied, never blended into new ones. Outside the image both are mirrored
+    (reflection), as U-Net mirrors its input borders; a mirrored label is a real label, so
+    no ignore pixels appear. The field comes from torch's global generator, so seeding
+    torch (as :class:`~atrous.engine.sampling.KeyedAugmentation` does) reproduces it.
+
+    Works on ``tv_tensors.Image`` (uint8 or float, any number of channels, leading batch
+    dimensions allowed) and ``tv_tensors.Mask`` together; other inputs pass unchanged.
+
+    Args:
+        grid: points per side of the coarse grid, >= 2 (the paper: 3).
+        sigma: standard deviation of the coarse displacements in pixels, >= 0 (the
+            paper: 10); 0 leaves the inputs unchanged.
+        p: probability of deforming a sample at all.
+    """
+
+    def __init__(self, grid: int = 3, sigma: float = 10.0, p: float = 1.0) -> None:
+        super().__init__()
+        if isinstance(grid, bool) or not isinstance(grid, int) or grid < 2:
+            raise ValueError(f"grid must be an integer >= 2, got {grid!r}")
+        if not math.isfinite(sigma) or sigma < 0:
+            raise ValueError(f"sigma must be a finite number >= 0, got {sigma!r}")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p!r}")
+        self.grid = grid
+        self.sigma = float(sigma)
+        self.p = float(p)
+
+    def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
+        if self.p < 1.0 and float(torch.rand(())) >= self.p:
+            return {"grid": None}
+        if self.sigma == 0:
+            return {"grid": None}  # exactly the identity, without resampling round-off
+        height, width = _spatial_size(flat_inputs)
+        coarse = torch.randn(1, 2, self.grid, self.grid) * self.sigma  # (dx, dy) in pixels
+        # align_corners=True puts the outer coarse points on the corner pixels.
+        field = torch.nn.functional.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=True)[0]
+        ys = torch.arange(height, dtype=torch.float32).view(-1, 1)
+        xs = torch.arange(width, dtype=torch.float32).view(1, -1)
+        # grid_sample's coordinates with align_corners=False: pixel i's centre is (2i + 1)/n − 1,
+        # which holds for any size, 1 included; reflection then mirrors about the image's edges.
+        x = (2 * (xs + field[0]) + 1) / width - 1
+        y = (2 * (ys + field[1]) + 1) / height - 1
+        return {"grid": torch.stack([x, y], dim=-1).unsqueeze(0)}  # (1, H, W, 2)
+
+    def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
+        grid = params["grid"]
+        if grid is None or not isinstance(inpt, (tv_tensors.Image, tv_tensors.Mask)):
+            return inpt
+        plain = inpt.as_subclass(torch.Tensor)
+        height, width = plain.shape[-2:]
+        if isinstance(inpt, tv_tensors.Mask):
+            # float64 holds every int32 label exactly; nearest sampling copies them.
+            flat = plain.reshape(-1, 1, height, width).to(torch.float64)
+            mode, work = "nearest", torch.float64
+        else:
+            flat = plain.reshape(-1, *plain.shape[-3:])
+            mode = "bilinear"
+            work = plain.dtype if plain.dtype in (torch.float32, torch.float64) else torch.float32
+            flat = flat.to(work)
+        grid = grid.to(device=plain.device, dtype=work).expand(flat.shape[0], -1, -1, -1)
+        out = torch.nn.functional.grid_sample(flat, grid, mode=mode, padding_mode="reflection", align_corners=False)
+        if not plain.is_floating_point():
+            info = torch.iinfo(plain.dtype)
+            out = out.round().clamp(info.min, info.max)
+        return tv_tensors.wrap(out.to(plain.dtype).reshape(plain.shape), like=inpt)
+
+
 class PairedTransform:
     """Apply a v2 pipeline to an ``(image, mask)`` pair of plain tensors; return plain tensors.
 
@@ -134,16 +210,25 @@ def train_transforms(
     scale_range: tuple[float, float] | None = (0.5, 2.0),
     hflip: float = 0.5,
     jitter: bool | float = True,
+    elastic: bool | float = False,
+    mirror_margin: int = 0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
 ) -> PairedTransform:
     """The DeepLab training augmentation for ``(image, mask)`` pairs.
 
-    Random scale (``scale_range``, ``None`` to skip) → pad to at least ``crop_size`` (image
+    Random scale (``scale_range``, ``None`` to skip) → mirror padding by ``mirror_margin``
+    (image and mask alike; the unpadded U-Net's context, so that crops whose centre is
+    supervised reach the image border, U-Net §2) → pad to at least ``crop_size`` (image
     0, mask ``IGNORE_INDEX``) → random crop of ``crop_size`` → horizontal flip with
-    probability ``hflip`` → colour jitter of the image (brightness, contrast and saturation
-    by ±0.2, or by ±``jitter`` if a number; off with ``False``) → float in 0..1 →
-    normalise with ``mean`` and ``std``.
+    probability ``hflip`` → elastic deformation (U-Net's, see
+    :class:`ElasticDeformation`; off by default, ``True`` for its 10-pixel coarse
+    displacements or a number for another standard deviation) → colour jitter of the image
+    (brightness, contrast and saturation by ±0.2, or by ±``jitter`` if a number; off with
+    ``False``) → float in 0..1 → normalise with ``mean`` and ``std``.
+
+    The deformation comes after the crop, so its cost and its displacement scale are those
+    of the crop whatever the image size.
 
     Returns:
         A callable ``(image uint8 (3, H, W), mask int64 (H, W)) -> (image float32
@@ -154,9 +239,14 @@ def train_transforms(
     steps: list[v2.Transform] = []
     if scale_range is not None:
         steps.append(RandomScale(scale_range))
+    if mirror_margin > 0:
+        steps.append(v2.Pad(mirror_margin, padding_mode="reflect"))
     steps.append(v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}))
     if hflip > 0:
         steps.append(v2.RandomHorizontalFlip(p=hflip))
+    elastic_sigma = 10.0 if elastic is True else float(elastic)
+    if elastic_sigma > 0:
+        steps.append(ElasticDeformation(sigma=elastic_sigma))
     strength = 0.2 if jitter is True else float(jitter)
     if strength > 0:
         steps.append(v2.ColorJitter(brightness=strength, contrast=strength, saturation=strength))

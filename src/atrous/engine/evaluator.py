@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from contextlib import nullcontext
 
@@ -21,14 +22,26 @@ DEEPLAB_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 @torch.no_grad()
 def predict_probabilities(
-    model: nn.Module, images: torch.Tensor, *, scales: Sequence[float] = (1.0,), flip: bool = False
+    model: nn.Module,
+    images: torch.Tensor,
+    *,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    tile: int | None = None,
+    tile_overlap: float = 0.25,
 ) -> torch.Tensor:
     """Class scores at the input size, averaged over scales and flips.
 
     With one scale and no flip the model's logits are returned as they are (argmax is the
     same). Otherwise each pass is resized back to the input size and the softmax
-    probabilities are averaged, as the DeepLab reference evaluation does.
+    probabilities are averaged, as the DeepLab reference evaluation does. With ``tile``
+    every pass is predicted in tiles (:func:`atrous.inference.tiling.predict_tiled`).
     """
+    if tile is not None:
+        from ..inference.tiling import predict_tiled
+
+        net = model
+        model = functools.partial(predict_tiled, net, tile=tile, overlap=tile_overlap)  # type: ignore[assignment]
     if len(scales) == 1 and scales[0] == 1.0 and not flip:
         return model(images)
     size = images.shape[-2:]
@@ -56,6 +69,8 @@ def evaluate(
     autocast_dtype: torch.dtype | None = None,
     progress: bool = False,
     ignore_index: int = IGNORE_INDEX,
+    tile: int | None = None,
+    tile_overlap: float = 0.25,
 ) -> ConfusionMatrix:
     """Accumulate one dataset-level confusion matrix over ``loader`` (reduced across ranks)."""
     was_training = model.training
@@ -67,7 +82,9 @@ def evaluate(
             images = images.to(device, non_blocking=True)
             masks = masks.to(device, non_blocking=True)
             with amp:
-                scores = predict_probabilities(model, images, scales=scales, flip=flip)
+                scores = predict_probabilities(
+                    model, images, scales=scales, flip=flip, tile=tile, tile_overlap=tile_overlap
+                )
             matrix.update(scores.argmax(dim=1), masks)
     finally:
         model.train(was_training)

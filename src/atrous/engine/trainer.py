@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..config import Config
@@ -36,10 +36,12 @@ from ..data import build_dataset
 from ..data.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from ..data.root import resolve_root
 from ..data.transforms import eval_transforms, train_transforms
+from ..data.weight_map import WeightMapDataset
 from ..inference.visualize import default_palette
-from ..losses import build_loss
+from ..losses import SegmentationLoss, WeightedCrossEntropy, build_loss
 from ..metrics import ConfusionMatrix
 from ..models import SegmentationModel, create_model
+from ..models.unet import center_crop
 from . import distributed as dist_utils
 from .checkpoint import BEST, LAST, atomic_torch_save, load_training_checkpoint, rng_state, set_rng_state
 from .evaluator import evaluate
@@ -130,7 +132,10 @@ def build_model(config: Config, num_classes: int) -> SegmentationModel:
         value = getattr(config.model, key)
         if value is not None:
             kwargs[key] = value
-    return create_model(config.model.name, **kwargs)
+    clash = sorted(set(config.model.options) & {*kwargs, "num_classes"})
+    if clash:
+        raise ValueError(f"model.options repeats {clash}; set them as model.<key> instead")
+    return create_model(config.model.name, **kwargs, **config.model.options)
 
 
 def build_eval_dataset(config: Config, split: str | None = None):
@@ -207,14 +212,23 @@ class Trainer:
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.aux_weight = t.aux_weight if t.aux_weight is not None else model.aux_weight
-        self.criterion = build_loss(
-            t.loss,
-            num_classes=self.num_classes,
-            ignore_index=IGNORE_INDEX,
-            class_weights=t.class_weights,
-            aux_weight=self.aux_weight,
-            **t.loss_options,
-        ).to(self.device)
+        if t.weight_map is not None:
+            if t.loss != "ce" or t.class_weights is not None or t.loss_options:
+                raise ValueError(
+                    "train.weight_map weights the cross-entropy per pixel (U-Net §3); it needs train.loss=ce "
+                    "without class_weights or loss_options (put class_weights inside weight_map)"
+                )
+            self.criterion = SegmentationLoss(WeightedCrossEntropy(ignore_index=IGNORE_INDEX), self.aux_weight)
+        else:
+            self.criterion = build_loss(
+                t.loss,
+                num_classes=self.num_classes,
+                ignore_index=IGNORE_INDEX,
+                class_weights=t.class_weights,
+                aux_weight=self.aux_weight,
+                **t.loss_options,
+            )
+        self.criterion = self.criterion.to(self.device)
         self.optimizer = build_optimizer(
             model, t.optimizer, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum, head_lr_mult=t.head_lr_mult
         )
@@ -240,6 +254,13 @@ class Trainer:
         else:
             self.ddp = self.model
 
+        # The unpadded U-Net trains as the paper does (§2): a crop of data.crop_size goes in,
+        # the loss is taken on the smaller valid output, the mask's centre.
+        self.valid_context = int(getattr(model, "context", 0))
+        if self.valid_context:
+            for side in config.data.crop_size:
+                model.output_size(side)  # raises, naming the size, if the crop is not a valid input
+            model.valid_output_in_training = True
         self.train_loader = self._train_loader()
         self.val_loader = self._val_loader()
         self._stop_signal: int | None = None
@@ -255,10 +276,15 @@ class Trainer:
             scale_range=tuple(d.scale_range),
             hflip=d.hflip,
             jitter=d.jitter,
+            elastic=d.elastic,
+            mirror_margin=self.valid_context,
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
         )
-        keyed = KeyedAugmentation(self.train_set, transforms, seed=t.seed)
+        keyed: Dataset = KeyedAugmentation(self.train_set, transforms, seed=t.seed)
+        if t.weight_map is not None:
+            # After augmentation, so the border weights follow the deformed, cropped mask.
+            keyed = WeightMapDataset(keyed, ignore_index=IGNORE_INDEX, **t.weight_map)
         sampler = ResumableBatchSampler(
             len(keyed),
             d.batch_size,
@@ -347,7 +373,9 @@ class Trainer:
     def _handle_signal(self, signum, frame) -> None:
         self._stop_signal = signum
 
-    def _forward_backward(self, images: torch.Tensor, masks: torch.Tensor, sync: bool) -> torch.Tensor:
+    def _forward_backward(
+        self, images: torch.Tensor, masks: torch.Tensor, extra: list[torch.Tensor], sync: bool
+    ) -> torch.Tensor:
         amp = (
             torch.autocast(self.device.type, dtype=self.autocast_dtype)
             if self.autocast_dtype is not None
@@ -357,7 +385,10 @@ class Trainer:
         with no_sync:
             with amp:
                 outputs = self.ddp(images)
-                loss = self.criterion(outputs, masks)
+                out_size = (outputs["out"] if isinstance(outputs, dict) else outputs).shape[-2:]
+                if out_size != masks.shape[-2:]:  # a valid-convolution output: supervise the centre
+                    masks, *extra = (center_crop(t, out_size) for t in (masks, *extra))
+                loss = self.criterion(outputs, masks, *extra)
             self.scaler.scale(loss / self.config.train.grad_accum).backward()
         return loss.detach()
 
@@ -397,12 +428,13 @@ class Trainer:
                     break
                 losses = []
                 for micro in range(t.grad_accum):
-                    images, masks = next(data_iter)
+                    images, masks, *extra = next(data_iter)  # extra: U-Net weight maps
                     images = images.to(self.device, non_blocking=True)
                     masks = masks.to(self.device, non_blocking=True)
+                    extra = [e.to(self.device, non_blocking=True) for e in extra]
                     if t.channels_last:
                         images = images.contiguous(memory_format=torch.channels_last)
-                    losses.append(self._forward_backward(images, masks, sync=micro == t.grad_accum - 1))
+                    losses.append(self._forward_backward(images, masks, extra, sync=micro == t.grad_accum - 1))
                 loss = torch.stack(losses).mean()
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(
@@ -468,6 +500,8 @@ class Trainer:
             device=self.device,
             autocast_dtype=self.autocast_dtype,
             progress=False,
+            tile=self.config.eval.tile,
+            tile_overlap=self.config.eval.tile_overlap,
         )
         metrics = matrix.compute()
         record = {"kind": "val", "step": self.step, **metrics.as_dict(self.class_names)}

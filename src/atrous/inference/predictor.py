@@ -19,6 +19,7 @@ class Predictor:
         device: where to run it.
         mean, std: the normalisation the model was trained with.
         scales, flip: test-time augmentation (DeepLab v3 §4.3).
+        tile: predict in tiles of this size (:func:`atrous.inference.tiling.predict_tiled`).
     """
 
     def __init__(
@@ -29,6 +30,7 @@ class Predictor:
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
         scales: Sequence[float] = (1.0,),
+        tile: int | None = None,
         flip: bool = False,
     ) -> None:
         self.device = torch.device(device)
@@ -36,6 +38,7 @@ class Predictor:
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
         self.scales = tuple(scales)
+        self.tile = tile
         self.flip = flip
 
     @torch.inference_mode()
@@ -46,5 +49,5 @@ class Predictor:
             )
         x = image.to(self.device).unsqueeze(0).float().div_(255)
         x = (x - self.mean) / self.std
-        scores = predict_probabilities(self.model, x, scales=self.scales, flip=self.flip)
+        scores = predict_probabilities(self.model, x, scales=self.scales, flip=self.flip, tile=self.tile)
         return scores.argmax(dim=1)[0].cpu()

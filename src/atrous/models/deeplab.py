@@ -146,23 +146,19 @@ def _create_deeplabv3(
     *,
     num_classes: int = 21,
     output_stride: int = 16,
-    multi_grid: Sequence[int] | None = None,
-    pretrained_backbone: str | None = None,
     aux: bool = False,
-    in_chans: int = 3,
     upsample: str = "bilinear",
     paper_head: bool = False,
     aspp_rates: Sequence[int] | None = None,
+    **common,
 ) -> SegmentationModel:
     backbone, config = build_backbone(
         backbone_name,
         num_classes=num_classes,
         output_stride=output_stride,
-        multi_grid=multi_grid,
         aux=aux,
-        in_chans=in_chans,
-        pretrained_backbone=pretrained_backbone,
         upsample=upsample,
+        **common,
     )
     in_chs = backbone.feature_info[-1].num_chs
     if paper_head:
@@ -173,7 +169,7 @@ def _create_deeplabv3(
         if aspp_rates is not None:
             raise ValueError("aspp_rates: the torchvision-layout DeepLab v3 head has fixed rates (6, 12, 18) at OS16")
         head = DeepLabV3Head(in_chs, num_classes, output_stride=output_stride)
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
+    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
     return SegmentationModel(
         backbone,
         head,
@@ -189,27 +185,23 @@ def _create_deeplabv3plus(
     *,
     num_classes: int = 21,
     output_stride: int = 16,
-    multi_grid: Sequence[int] | None = None,
-    pretrained_backbone: str | None = None,
     aux: bool = False,
-    in_chans: int = 3,
     separable: bool = False,
     upsample: str = "bilinear",
     aspp_rates: Sequence[int] | None = None,
-    **backbone_options,
+    backbone_options: dict | None = None,
+    **common,
 ) -> SegmentationModel:
     backbone, config = build_backbone(
         backbone_name,
         num_classes=num_classes,
         output_stride=output_stride,
-        multi_grid=multi_grid,
         aux=aux,
-        in_chans=in_chans,
-        pretrained_backbone=pretrained_backbone,
         upsample=upsample,
-        **backbone_options,
+        **common,
+        **(backbone_options or {}),
     )
-    config.update(backbone_options)
+    config.update(backbone_options or {})  # saved: load_model passes them back
     rates = ASPP_RATES_OS16 if aspp_rates is None else tuple(aspp_rates)
     config["separable"] = separable
     config["aspp_rates"] = list(rates)
@@ -224,7 +216,7 @@ def _create_deeplabv3plus(
         rates=rates,
         upsample=upsample,
     )
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
+    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
     return SegmentationModel(
         backbone,
         head,
@@ -309,7 +301,7 @@ def deeplabv3plus_xception65(*, act_after_depthwise: bool = False, **kwargs) -> 
     ``act_after_depthwise=True``: ReLU after every depthwise convolution, as §3.2's text
     has it (the default follows the released weights, see :mod:`atrous.backbones.xception`)."""
     kwargs.setdefault("separable", True)
-    return _create_deeplabv3plus("xception65", act_after_depthwise=act_after_depthwise, **kwargs)
+    return _create_deeplabv3plus("xception65", backbone_options={"act_after_depthwise": act_after_depthwise}, **kwargs)
 
 
 @register_model

@@ -15,7 +15,6 @@ start from scratch; conv1–conv5 take ImageNet weights through ``pretrained_bac
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Sequence
 
 from torch import nn
 
@@ -63,11 +62,9 @@ def deeplabv1_vgg16(
     *,
     num_classes: int = 21,
     output_stride: int = 8,
-    multi_grid: Sequence[int] | None = None,
-    pretrained_backbone: str | None = None,
     aux: bool = False,
-    in_chans: int = 3,
     upsample: str = "bilinear",
+    **common,
 ) -> SegmentationModel:
     """DeepLab v1 LargeFOV (Chen et al. 2015, §3.1 and Table 2): VGG-16 at output stride 8,
     atrous fc6 with rate 12 and 1024 channels, bilinear ×8 upsampling."""
@@ -75,15 +72,13 @@ def deeplabv1_vgg16(
         "vgg16",
         num_classes=num_classes,
         output_stride=output_stride,
-        multi_grid=multi_grid,
         aux=aux,
-        in_chans=in_chans,
-        pretrained_backbone=pretrained_backbone,
         upsample=upsample,
+        **common,
         ceil_mode=True,  # Caffe's pooling, so the ×8 upsampling lands on the input's pixels
     )
     head = LargeFOVHead(backbone.feature_info[-1].num_chs, num_classes, output_stride=output_stride)
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
+    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
     return SegmentationModel(
         backbone,
         head,

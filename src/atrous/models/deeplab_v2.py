@@ -71,12 +71,10 @@ def _create_deeplabv2(
     *,
     num_classes: int = 21,
     output_stride: int = 8,
-    multi_grid: Sequence[int] | None = None,
-    pretrained_backbone: str | None = None,
     aux: bool = False,
-    in_chans: int = 3,
     upsample: str = "bilinear",
     aspp: str = "L",
+    **common,
 ) -> SegmentationModel:
     rates = aspp_v2_rates(aspp)
     vgg = backbone_name == "vgg16"
@@ -84,11 +82,9 @@ def _create_deeplabv2(
         backbone_name,
         num_classes=num_classes,
         output_stride=output_stride,
-        multi_grid=multi_grid,
         aux=aux,
-        in_chans=in_chans,
-        pretrained_backbone=pretrained_backbone,
         upsample=upsample,
+        **common,
         **({"ceil_mode": True} if vgg else {}),
     )
     config["aspp"] = aspp
@@ -106,7 +102,7 @@ def _create_deeplabv2(
         if vgg
         else final_upsample(upsample, num_classes, output_stride)
     )  # type: ignore[arg-type]
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
+    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
     return SegmentationModel(backbone, head, aux_classifier=aux_head, aux_index=aux_index, upsample=up, config=config)
 
 

@@ -8,8 +8,6 @@ VGG-16 FCN-32s/16s/8s skip architecture of the paper's §4.2.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from torch import nn
 
 from ._registry import register_model
@@ -34,9 +32,11 @@ class FCNHead(nn.Sequential):
         )
 
 
-def aux_fcn_head(backbone, num_classes: int) -> tuple[FCNHead, int]:
-    """An auxiliary FCN head on the backbone's ``aux_module`` feature (ResNet: ``layer3``)
-    and the position of that feature."""
+def aux_fcn_head(backbone, num_classes: int, aux: bool = True) -> tuple[FCNHead | None, int]:
+    """With ``aux``: an auxiliary FCN head on the backbone's ``aux_module`` feature (ResNet:
+    ``layer3``) and the position of that feature; ``(None, -2)`` without."""
+    if not aux:
+        return None, -2
     index = backbone.feature_info.index(module=backbone.aux_module)
     return FCNHead(backbone.feature_info[index].num_chs, num_classes), index
 
@@ -46,24 +46,20 @@ def _create_fcn(
     *,
     num_classes: int = 21,
     output_stride: int = 8,
-    multi_grid: Sequence[int] | None = None,
-    pretrained_backbone: str | None = None,
     aux: bool = False,
-    in_chans: int = 3,
     upsample: str = "bilinear",
+    **common,
 ) -> SegmentationModel:
     backbone, config = build_backbone(
         backbone_name,
         num_classes=num_classes,
         output_stride=output_stride,
-        multi_grid=multi_grid,
         aux=aux,
-        in_chans=in_chans,
-        pretrained_backbone=pretrained_backbone,
         upsample=upsample,
+        **common,
     )
     head = FCNHead(backbone.feature_info[-1].num_chs, num_classes)
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
+    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
     return SegmentationModel(
         backbone,
         head,

@@ -25,8 +25,6 @@ input's height and width for every size, odd ones included.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
@@ -81,12 +79,10 @@ def _create_fcn_vgg(
     *,
     num_classes: int = 21,
     output_stride: int = 32,
-    multi_grid: Sequence[int] | None = None,
-    pretrained_backbone: str | None = None,
     aux: bool = False,
-    in_chans: int = 3,
     upsample: str = "transposed",
     learn_final_upsampling: bool = False,
+    **common,
 ) -> SegmentationModel:
     if output_stride != 32:
         raise ValueError(
@@ -97,11 +93,9 @@ def _create_fcn_vgg(
         "vgg16",
         num_classes=num_classes,
         output_stride=32,
-        multi_grid=multi_grid,
         aux=aux,
-        in_chans=in_chans,
-        pretrained_backbone=pretrained_backbone,
         upsample=upsample,
+        **common,
         ceil_mode=True,
         fully_conv=True,
     )
@@ -115,7 +109,7 @@ def _create_fcn_vgg(
     if skips >= 2:
         indices.insert(0, info.index(reduction=8))
     final = Upsample(num_classes, stride, mode=upsample, learnable=learn_final_upsampling)  # type: ignore[arg-type]
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
+    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
     return SegmentationModel(
         backbone,
         head,

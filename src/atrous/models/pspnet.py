@@ -39,24 +39,20 @@ def _create_pspnet(
     *,
     num_classes: int = 21,
     output_stride: int = 8,
-    multi_grid: Sequence[int] | None = None,
-    pretrained_backbone: str | None = None,
     aux: bool = True,
-    in_chans: int = 3,
     upsample: str = "bilinear",
+    **common,
 ) -> SegmentationModel:
     backbone, config = build_backbone(
         backbone_name,
         num_classes=num_classes,
         output_stride=output_stride,
-        multi_grid=multi_grid,
         aux=aux,
-        in_chans=in_chans,
-        pretrained_backbone=pretrained_backbone,
         upsample=upsample,
+        **common,
     )
     head = PSPHead(backbone.feature_info[-1].num_chs, num_classes)
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes) if aux else (None, -2)
+    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
     return SegmentationModel(
         backbone,
         head,

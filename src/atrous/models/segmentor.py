@@ -39,10 +39,10 @@ def build_backbone(
     *,
     num_classes: int,
     output_stride: int,
-    multi_grid: Sequence[int] | None,
     aux: bool,
-    in_chans: int,
-    pretrained_backbone: str | None,
+    multi_grid: Sequence[int] | None = None,
+    in_chans: int = 3,
+    pretrained_backbone: str | None = None,
     upsample: str = "bilinear",
     **backbone_kwargs: Any,
 ) -> tuple[nn.Module, dict[str, Any]]:

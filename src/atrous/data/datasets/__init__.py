@@ -1,4 +1,5 @@
-"""Datasets by name: :func:`build_dataset` ("folder", "camvid", "voc", "cityscapes", "ade20k", "synthetic")."""
+"""Datasets by name: :func:`build_dataset` ("folder", "camvid", "voc", "cityscapes", "ade20k", "membrane",
+"synthetic")."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .base import FileDataset, Transforms
 from .camvid import CamVid
 from .cityscapes import Cityscapes
 from .folder import FolderDataset
+from .membrane import ISBIMembrane
 from .synthetic import SyntheticShapes
 from .voc import VOCSegmentation
 
@@ -52,6 +54,7 @@ _DATASETS: dict[str, tuple[Callable[..., Dataset], bool]] = {  # name -> (builde
     "voc": (_files(VOCSegmentation), True),
     "cityscapes": (_files(Cityscapes), True),
     "ade20k": (_files(ADE20K), True),
+    "membrane": (_files(ISBIMembrane), True),
     "synthetic": (_synthetic, False),
 }
 
@@ -107,6 +110,7 @@ __all__ = [
     "Cityscapes",
     "FileDataset",
     "FolderDataset",
+    "ISBIMembrane",
     "SyntheticShapes",
     "VOCSegmentation",
     "build_dataset",
