@@ -4,9 +4,9 @@ import torchvision
 from tests.helpers import randomize_norm_stats
 
 from atrous.backbones import BACKBONES, OUTPUT_STRIDES, create_backbone
+from atrous.state_dict import StateDictMismatchError
 
 RESNETS = [name for name in BACKBONES if name.startswith("resnet")]
-from atrous.state_dict import StateDictMismatchError
 
 TV_DILATION = {8: [False, True, True], 16: [False, False, True], 32: [False, False, False]}
 
