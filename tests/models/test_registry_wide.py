@@ -89,3 +89,18 @@ def test_feature_info_agrees_with_the_backbone_outputs(name):
         assert feature.shape[1] == spec.num_chs
         if not unpadded:
             assert feature.shape[-1] == size // spec.reduction
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_saved_config_rebuilds_the_same_architecture(name):
+    """What save_pretrained writes is enough for load_model: non-default options included."""
+    options = {"unet": {"base_chs": 8}, "unet_padded": {"base_chs": 8, "upsample": "bilinear"}}
+    default = {"upsample": "nearest"} if not name.startswith(("fcn8s", "fcn16s", "fcn32s", "unet")) else {}
+    with torch.device("meta"):
+        model = atrous.create_model(name, num_classes=3, **options.get(name, default))
+        config = dict(model.config)
+        rebuilt = atrous.create_model(config.pop("name"), **config)
+    assert rebuilt.config == model.config
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()}
+    assert [type(m).__name__ for m in model.modules()] == [type(m).__name__ for m in rebuilt.modules()]
