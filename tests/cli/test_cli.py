@@ -80,6 +80,23 @@ def test_predict_writes_palette_png_and_overlay(trained_run, tmp_path):
     assert Image.open(out / "b_overlay.png").size == (45, 37)
 
 
+def test_predict_skips_an_unreadable_file_and_writes_probabilities(trained_run, tmp_path, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.fromarray(np.zeros((20, 30, 3), np.uint8)).save(images / "good.png")
+    (images / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "pred"
+    code = main(["predict", str(trained_run), str(images), "-o", str(out), "--probabilities", "--precision", "fp32"])
+    assert code == 2  # one input failed
+    err = capsys.readouterr().err
+    assert "skipped" in err and "broken.png" in err and "1 of 2 images failed" in err
+    probs = np.load(out / "good_probs.npy")
+    assert probs.shape == (3, 20, 30) and np.allclose(probs.sum(0), 1.0, atol=1e-5)
+    assert np.array_equal(probs.argmax(0), np.array(Image.open(out / "good.png")))
+    assert not (out / "broken.png").exists()
+    assert not list(out.glob(".*.tmp"))  # nothing half-written
+
+
 def test_predict_bad_inputs_exit_2(trained_run, tmp_path, capsys):
     assert main(["predict", str(trained_run), str(tmp_path / "nope.png")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -1,8 +1,9 @@
-"""``atrous predict``: label maps (palette PNG) and colour overlays for image files."""
+"""``atrous predict``: label maps (palette PNG), colour overlays and probabilities for images."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .common import add_tta_options, expand_inputs, resolve_scales
@@ -11,19 +12,33 @@ HELP = "predict label maps and overlays for images (files, folders, globs)"
 
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="a run folder, a saved model folder, or a checkpoint")
+    parser.add_argument(
+        "model", help="a run folder, a saved model folder, a checkpoint, or torchvision:NAME (e.g. deeplabv3_resnet101)"
+    )
     parser.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
     parser.add_argument("--out", "-o", type=Path, default=Path("predictions"), help="output folder")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
+    parser.add_argument("--probabilities", action="store_true", help="also write NAME_probs.npy (classes, H, W)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        help="auto: the fast path (folded BN, channels_last, bf16 where native); fp32: the model as trained",
+    )
+    parser.add_argument("--compile", action="store_true", help="torch.compile the model (slow first image)")
+    parser.add_argument("--memory", default="2GiB", help="working-memory budget per image (default 2GiB)")
     add_tta_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
-    from ..data.io import read_image
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..atomic import atomic_write
+    from ..data.errors import DatasetError
     from ..engine.trainer import resolve_device
-    from ..inference import Predictor, default_palette, load_trained_model, overlay, save_label_png, save_rgb_png
+    from ..inference import Predictor, load_trained_model, save_label_png, save_rgb_png
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be between 0 and 1, got {args.alpha}")
@@ -31,23 +46,42 @@ def run(args: argparse.Namespace) -> int:
     model = load_trained_model(args.model)
     if args.output_stride:
         model.set_output_stride(args.output_stride)
-    meta = model.metadata
-    palette = meta.get("palette") or default_palette(model.num_classes)
     predictor = Predictor(
         model,
         device=resolve_device(args.device),
-        mean=meta.get("mean", IMAGENET_MEAN),
-        std=meta.get("std", IMAGENET_STD),
+        precision=args.precision,
+        compile=args.compile,
+        memory_budget=args.memory,
         scales=resolve_scales(args, [1.0]),
         flip=args.flip,
         tile=args.tile,
     )
-    for path in paths:
-        image = read_image(path)
-        labels = predictor.predict(image).numpy()
-        save_label_png(labels, palette, args.out / f"{path.stem}.png")
-        save_rgb_png(
-            overlay(image.permute(1, 2, 0).numpy(), labels, palette, args.alpha), args.out / f"{path.stem}_overlay.png"
-        )
-        print(f"{path} -> {args.out / (path.stem + '.png')}")
+    failed = []
+    for path in tqdm(paths, desc="predict", unit="image", disable=len(paths) < 2):
+        try:
+            result = predictor(path, probabilities=args.probabilities)
+        except (DatasetError, OSError, ValueError) as exc:  # unreadable, truncated, not an image …
+            failed.append(path)
+            tqdm.write(f"atrous predict: skipped {path}: {exc}", file=sys.stderr)
+            continue
+        save_label_png(result.labels, result.palette, args.out / f"{path.stem}.png")
+        save_rgb_png(result.overlay(args.alpha), args.out / f"{path.stem}_overlay.png")
+        if result.probabilities is not None:
+            probs = result.probabilities.astype(np.float32)
+            atomic_write(args.out / f"{path.stem}_probs.npy", lambda tmp, p=probs: _save_npy(tmp, p))
+        tqdm.write(f"{path} -> {args.out / (path.stem + '.png')}  ({result.mode}{_tile(result)})")
+    if failed:
+        print(f"atrous predict: {len(failed)} of {len(paths)} images failed", file=sys.stderr)
+        return 2
     return 0
+
+
+def _save_npy(path: str, array) -> None:
+    import numpy as np
+
+    with open(path, "wb") as f:  # a file object: np.save would append .npy to a temporary name
+        np.save(f, array)
+
+
+def _tile(result) -> str:
+    return f", tiles {result.tile}" if result.tile else ""

@@ -106,6 +106,12 @@ def _rgb_array(image: Image.Image) -> np.ndarray:
     return np.array(image)
 
 
+def pil_to_rgb_array(image: Image.Image) -> np.ndarray:
+    """An in-memory PIL image as ``uint8`` (H, W, 3), by :func:`read_image`'s rules (EXIF
+    orientation applied, grayscale repeated, alpha dropped, 16-bit scaled)."""
+    return _rgb_array(ImageOps.exif_transpose(image))
+
+
 def read_image(path: str | os.PathLike) -> torch.Tensor:
     """Read an image file as a ``uint8`` tensor of shape ``(3, H, W)``.
 

@@ -1,15 +1,20 @@
 """Inference: predictors, visualisation, loading trained models."""
 
 from .loading import load_trained_model
-from .predictor import Predictor
+from .portrait import portrait
+from .predictor import Prediction, Predictor
+from .torchvision_models import load_torchvision_model
 from .visualize import colorize, default_palette, overlay, save_label_png, save_rgb_png
 
 __all__ = [
+    "Prediction",
     "Predictor",
     "colorize",
     "default_palette",
+    "load_torchvision_model",
     "load_trained_model",
     "overlay",
+    "portrait",
     "save_label_png",
     "save_rgb_png",
 ]

@@ -14,8 +14,14 @@ def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
 
     * a folder written by ``save_pretrained`` (``model.safetensors`` + ``config.json``);
     * a training run folder (its ``best/`` model);
-    * a training checkpoint (``last.pt``), which records how its model was built.
+    * a training checkpoint (``last.pt``), which records how its model was built;
+    * ``torchvision:NAME`` — torchvision's pretrained VOC-label segmentation weights
+      (:func:`atrous.inference.torchvision_models.load_torchvision_model`).
     """
+    from .torchvision_models import is_torchvision_spec, load_torchvision_model
+
+    if is_torchvision_spec(path):
+        return load_torchvision_model(str(path))
     path = Path(path)
     if path.is_dir():
         if (path / "config.json").is_file():

@@ -1,25 +1,120 @@
-"""Running a model on images: normalisation, device, multi-scale + flip, labels out."""
+"""Segment real images: any input type, any size, within a memory budget, fast by default.
+
+``Predictor(model)(image)`` takes a path, a PIL image, a NumPy array or a tensor and
+returns a :class:`Prediction` (labels, optionally class probabilities, and a colour
+overlay on demand). How the image is run is decided per image:
+
+* **whole** — the image, mirror-padded to a multiple of the output stride and cropped
+  back, in one forward pass;
+* **tiled** — windows with blended overlaps, or the unpadded U-Net's overlap-tile
+  (:mod:`atrous.inference.tiling`), when the whole image would not fit the memory budget.
+  The tile side and the tiles per batch are the largest that fit: the model's working
+  memory is measured once on two small probes (:mod:`atrous.inference.memory`) and
+  extrapolated, so the plan follows the real model, precision and test-time augmentation.
+
+The fast path (``precision="auto"``, the default) runs a copy of the model with its batch
+norms folded into the convolutions, in channels_last, under bf16 autocast where the CPU
+or GPU computes bf16 natively, inside ``torch.inference_mode``; ``compile=True`` adds
+``torch.compile``. ``precision="fp32"`` runs the model exactly as given.
+"""
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
+from ..data.io import pil_to_rgb_array, read_image
 from ..engine.evaluator import predict_probabilities
+from ..layers.padding import mirror_pad
+from .fast import fast_model, resolve_precision
+from .memory import MemoryModel, measure_memory, parse_bytes, plan_tiles
+from .tiling import tiled_predict
+from .visualize import default_palette, overlay
+
+MODES = ("auto", "whole", "tiled")
+ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
+
+
+def as_rgb_uint8(image: ImageLike) -> torch.Tensor:
+    """Any supported image as a ``uint8`` tensor of shape (3, H, W).
+
+    Paths are read with :func:`atrous.data.io.read_image` (EXIF orientation, 16-bit,
+    palette and alpha handled). Arrays may be (H, W) grayscale or (H, W, 3|4) RGB(A),
+    ``uint8`` or float in 0..1; tensors (3, H, W) or (H, W), ``uint8`` or float in 0..1.
+    """
+    if isinstance(image, str | os.PathLike):
+        return read_image(Path(image))
+    if isinstance(image, Image.Image):
+        return torch.from_numpy(pil_to_rgb_array(image)).permute(2, 0, 1).contiguous()
+    if isinstance(image, np.ndarray):
+        array = image
+        if array.ndim == 2:
+            array = array[..., None].repeat(3, axis=2)
+        if array.ndim != 3 or array.shape[2] not in (3, 4):
+            raise ValueError(f"image array must be (H, W), (H, W, 3) or (H, W, 4), got shape {image.shape}")
+        tensor = torch.from_numpy(np.ascontiguousarray(array[..., :3])).permute(2, 0, 1)
+    elif isinstance(image, torch.Tensor):
+        tensor = image.detach().cpu()
+        if tensor.ndim == 2:
+            tensor = tensor.unsqueeze(0).expand(3, -1, -1)
+        if tensor.ndim != 3 or tensor.shape[0] != 3:
+            raise ValueError(f"image tensor must be (3, H, W) or (H, W), got shape {tuple(image.shape)}")
+    else:
+        raise TypeError(f"image must be a path, PIL image, NumPy array or tensor, got {type(image).__name__}")
+    if tensor.dtype == torch.uint8:
+        return tensor.contiguous()
+    if tensor.is_floating_point():
+        if tensor.numel() and (tensor.min() < 0 or tensor.max() > 1):
+            raise ValueError("a floating-point image must hold values in 0..1 (or pass uint8 0..255)")
+        return (tensor * 255).round().to(torch.uint8).contiguous()
+    raise ValueError(f"image must be uint8 or floating point in 0..1, got {tensor.dtype}")
+
+
+@dataclass
+class Prediction:
+    """One image's result: ``labels`` (H, W), the input ``image`` (H, W, 3) uint8, and
+    ``probabilities`` (classes, H, W) float32 when asked for."""
+
+    labels: np.ndarray
+    image: np.ndarray
+    palette: list[tuple[int, int, int]]
+    probabilities: np.ndarray | None = None
+    mode: str = "whole"
+    tile: int | None = None
+
+    def overlay(self, alpha: float = 0.5) -> np.ndarray:
+        """The image with each class painted in its palette colour at opacity ``alpha``."""
+        return overlay(self.image, self.labels, self.palette, alpha)
 
 
 class Predictor:
-    """Turns uint8 (3, H, W) images into (H, W) label maps with a trained model.
+    """Turns images into label maps with a trained model.
 
     Args:
-        model: a segmentation model (put in eval mode here).
+        model: a segmentation model (atrous's, or any module returning (B, C, H, W) logits).
         device: where to run it.
-        mean, std: the normalisation the model was trained with.
-        scales, flip: test-time augmentation (DeepLab v3 §4.3).
-        tile: predict in tiles of this size (:func:`atrous.inference.tiling.predict_tiled`).
+        mean, std: the normalisation it was trained with (default: ``model.metadata``'s,
+            else ImageNet's).
+        precision: ``auto`` (the fast path), ``fp32`` (the model as given), ``bf16``, ``fp16``.
+        compile: ``torch.compile`` the fast model.
+        mode: ``auto`` (whole image when it fits the budget, else tiles), ``whole``, ``tiled``.
+        tile, tile_batch: force the tile side / tiles per batch (default: planned from the
+            budget).
+        tile_overlap: fraction shared by neighbouring windows (not used by overlap-tile).
+        memory_budget: working memory allowed per image (``"2GiB"``, bytes): activations,
+            the normalised image and the label map; the model's weights are not counted.
+        scales, flip: test-time augmentation (DeepLab v3 §4.3), applied per window.
+        palette: colours for overlays (default: ``model.metadata``'s).
     """
 
     def __init__(
@@ -27,27 +122,136 @@ class Predictor:
         model: nn.Module,
         *,
         device: str | torch.device = "cpu",
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
-        scales: Sequence[float] = (1.0,),
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        precision: str = "auto",
+        compile: bool = False,
+        mode: str = "auto",
         tile: int | None = None,
+        tile_batch: int | None = None,
+        tile_overlap: float = 0.25,
+        memory_budget: int | str = "2GiB",
+        scales: Sequence[float] = (1.0,),
         flip: bool = False,
+        palette: Sequence[Sequence[int]] | None = None,
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+        if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+            raise ValueError(f"tile must be a positive integer, got {tile!r}")
+        if not scales or any(s <= 0 for s in scales):
+            raise ValueError(f"scales must be positive, got {list(scales)}")
         self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1)
-        self.scales = tuple(scales)
+        meta = getattr(model, "metadata", None) or {}
+        self.autocast_dtype = resolve_precision(precision, self.device)
+        self.precision = precision
+        model = model.to(self.device).eval()
+        self.model = model if precision == "fp32" else fast_model(model, compile=compile)
+        self.channels_last = precision != "fp32"
+        self.num_classes = int(getattr(model, "num_classes", 0)) or None
+        self.output_stride = int(getattr(model, "output_stride", 1))
+        self.mean = torch.tensor(mean or meta.get("mean", IMAGENET_MEAN), device=self.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std or meta.get("std", IMAGENET_STD), device=self.device).view(1, 3, 1, 1)
+        self.mode = mode
         self.tile = tile
+        self.tile_batch = tile_batch
+        self.tile_overlap = tile_overlap
+        self.memory_budget = parse_bytes(memory_budget)
+        self.scales = tuple(float(s) for s in scales)
         self.flip = flip
+        palette = palette or meta.get("palette")
+        self.palette = [tuple(int(v) for v in c) for c in palette] if palette else None
+        self._memory: MemoryModel | None = None
+
+    # -- the forward pass on a batch of normalised windows -------------------------------
+
+    def _scores(self, x: torch.Tensor) -> torch.Tensor:
+        amp = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with amp:
+            return predict_probabilities(self.model, x, scales=self.scales, flip=self.flip)
+
+    def working_memory(self) -> MemoryModel:
+        """The forward pass's measured working memory (bytes = fixed + per_pixel · pixels)."""
+        if self._memory is None:
+            with torch.inference_mode():
+                self._memory = measure_memory(self._scores, torch.zeros(1, 3, 1, 1, device=self.device))
+        return self._memory
+
+    def plan(self, height: int, width: int, *, probabilities: bool = False) -> tuple[str, int | None, int]:
+        """``(mode, tile, tile_batch)`` for an image of this size under the budget."""
+        classes = self.num_classes or 21
+        pixels = height * width
+        fixed = pixels * (3 * 4 + 1) + (pixels * classes * 4 if probabilities else 0)  # image, labels, probs
+        budget = self.memory_budget - fixed
+        if budget <= 0:
+            raise MemoryError(
+                f"a {height}×{width} image needs {fixed / 2**20:.0f} MiB just for its pixels and labels, more than "
+                f"the memory budget of {self.memory_budget / 2**20:.0f} MiB"
+            )
+        memory = self.working_memory()
+        padded = _ceil_to(height, self.output_stride) * _ceil_to(width, self.output_stride)
+        whole = memory.bytes_for(padded) + padded * classes * 4 * 2  # + the score map and its softmax
+        if self.mode == "whole" or (self.mode == "auto" and self.tile is None and whole * 1.25 <= budget):
+            return "whole", None, 1
+        if self.tile is not None:
+            return "tiled", self.tile, self.tile_batch or 1
+        tile_plan = plan_tiles(memory, budget // 2)  # the other half: the blending band and temporaries
+        tile = tile_plan.tile
+        band = (classes + 1) * tile * width * 4 * 2
+        while tile > 64 and band + memory.bytes_for(tile * tile) * 1.25 > budget:
+            tile -= 32
+            band = (classes + 1) * tile * width * 4 * 2
+        return "tiled", tile, self.tile_batch or tile_plan.batch
+
+    # -- public API ------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def predict(self, image: torch.Tensor) -> torch.Tensor:
-        if image.dtype != torch.uint8 or image.ndim != 3 or image.shape[0] != 3:
-            raise ValueError(
-                f"Predictor.predict expects a uint8 (3, H, W) image, got {image.dtype} {tuple(image.shape)}"
+    def __call__(self, image: ImageLike, *, probabilities: bool = False) -> Prediction:
+        rgb = as_rgb_uint8(image)
+        h, w = rgb.shape[-2:]
+        mode, tile, batch = self.plan(h, w, probabilities=probabilities)
+        x = rgb.to(self.device).unsqueeze(0).float().div_(255).sub_(self.mean).div_(self.std)
+        if mode == "whole":
+            pad_h, pad_w = _ceil_to(h, self.output_stride) - h, _ceil_to(w, self.output_stride) - w
+            scores = self._scores(mirror_pad(x, 0, pad_h, 0, pad_w))[..., :h, :w].float()
+            labels = scores.argmax(1)
+            probs = scores if probabilities else None
+        else:
+            assert tile is not None
+            fn = self.model if self._overlap_tile_ok() else self._scores
+            labels, probs = tiled_predict(
+                fn, x, tile=tile, overlap=self.tile_overlap, batch_size=batch, keep_scores=probabilities
             )
-        x = image.to(self.device).unsqueeze(0).float().div_(255)
-        x = (x - self.mean) / self.std
-        scores = predict_probabilities(self.model, x, scales=self.scales, flip=self.flip, tile=self.tile)
-        return scores.argmax(dim=1)[0].cpu()
+        if probabilities and probs is not None and not self._returns_probabilities():
+            probs = probs.softmax(dim=1)
+        num_classes = self.num_classes or int(labels.max()) + 1
+        palette = self.palette or default_palette(num_classes)
+        return Prediction(
+            labels=labels[0].cpu().numpy(),
+            image=rgb.permute(1, 2, 0).numpy(),
+            palette=palette,
+            probabilities=None if probs is None else probs[0].float().cpu().numpy(),
+            mode=mode,
+            tile=tile,
+        )
+
+    def predict(self, image: ImageLike) -> torch.Tensor:
+        """Just the (H, W) label map, as a tensor."""
+        return torch.from_numpy(self(image).labels.astype(np.int64))
+
+    def _returns_probabilities(self) -> bool:
+        # predict_probabilities returns logits for one scale without flip, softmax otherwise.
+        return not (self.scales == (1.0,) and not self.flip)
+
+    def _overlap_tile_ok(self) -> bool:
+        # The exact overlap-tile path runs the bare network, so only without augmentation
+        # and in full precision (the fast path's autocast wraps _scores).
+        return (
+            not self._returns_probabilities() and self.autocast_dtype is None and getattr(self.model, "context", 0) > 0
+        )
+
+
+def _ceil_to(value: int, multiple: int) -> int:
+    return int(math.ceil(value / multiple) * multiple)

@@ -1,0 +1,81 @@
+"""``atrous portrait``: keep the subject sharp and blur the background of a photo."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "portrait mode: blur a photo's background, keep the person (or another class, or a mask) sharp"
+
+_JPEG_QUALITY = 95
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", type=Path, help="the photo")
+    parser.add_argument("output", type=Path, help="where to write the result (.png, .jpg, …; written atomically)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument(
+        "--model",
+        help="a run folder, a saved model folder, a checkpoint, or torchvision:NAME "
+        "(deeplabv3_resnet101, deeplabv3_resnet50, fcn_resnet101, fcn_resnet50)",
+    )
+    source.add_argument(
+        "--mask", type=Path, metavar="FILE", help="the subject as a mask image (0/255 or 0/1) instead of a model"
+    )
+    parser.add_argument(
+        "--class",
+        dest="subject_class",
+        metavar="NAME|INDEX",
+        help="with --model, the subject class name or index (default person, or class 1 of a two-class model)",
+    )
+    parser.add_argument(
+        "--blur", type=float, default=25.0, metavar="PX", help="background blur radius in px (default 25)"
+    )
+    parser.add_argument(
+        "--feather", type=float, metavar="PX", help="edge softness in px (default min(H, W) / 400, at least 1)"
+    )
+    parser.add_argument("--kernel", choices=("disc", "gaussian"), default="disc", help="blur shape (default disc)")
+    parser.add_argument(
+        "--inference-size",
+        type=int,
+        default=520,
+        metavar="PX",
+        help="with --model, the shorter side the model sees (default 520; 0: full resolution)",
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+
+
+def run(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from ..atomic import atomic_write
+    from ..engine.trainer import resolve_device
+    from ..inference.loading import load_trained_model
+    from ..inference.portrait import load_rgb, portrait
+
+    suffix = args.output.suffix.lower()
+    fmt = Image.registered_extensions().get(suffix)
+    if fmt is None or fmt not in Image.SAVE:
+        raise ValueError(f"cannot tell an image format from the output name {args.output} (use .png or .jpg)")
+    if args.inference_size < 0:
+        raise ValueError(f"--inference-size must be 0 or more, got {args.inference_size}")
+    if args.subject_class is not None and args.mask is not None:
+        raise ValueError("--class chooses a model's class; it does not apply to --mask")
+    image = load_rgb(args.input)  # unreadable input fails here, before a model is loaded
+    model = load_trained_model(args.model) if args.model is not None else None
+    result = portrait(
+        image,
+        model=model,
+        mask=args.mask,
+        subject_class=args.subject_class,
+        blur=args.blur,
+        feather=args.feather,
+        kernel=args.kernel,
+        device=resolve_device(args.device),
+        inference_size=args.inference_size or None,
+    )
+    picture = Image.fromarray(result)
+    options = {"quality": _JPEG_QUALITY} if fmt == "JPEG" else {}
+    atomic_write(args.output, lambda tmp: picture.save(tmp, format=fmt, **options))
+    print(f"{args.input} -> {args.output}")
+    return 0
