@@ -1,10 +1,11 @@
 """Small building blocks, one idea per file."""
 
+from .adaptive_pool import ExportableAdaptiveAvgPool2d, adaptive_avg_pool2d_export
 from .aspp import ASPP, ASPPSum
 from .conv_norm_act import ConvNormAct, same_padding, set_conv_dilation
 from .image_pooling import GlobalAvgPool, ImagePooling
 from .norm import PooledBatchNorm2d
-from .padding import mirror_pad
+from .padding import crop, mirror_pad
 from .pyramid_pooling import PyramidPooling
 from .separable import SeparableConvNormAct
 from .upsample import ALIGN_CORNERS, Upsample, bilinear_kernel, resize
@@ -14,13 +15,16 @@ __all__ = [
     "ASPP",
     "ASPPSum",
     "ConvNormAct",
+    "ExportableAdaptiveAvgPool2d",
     "GlobalAvgPool",
     "ImagePooling",
     "PooledBatchNorm2d",
     "PyramidPooling",
     "SeparableConvNormAct",
     "Upsample",
+    "adaptive_avg_pool2d_export",
     "bilinear_kernel",
+    "crop",
     "mirror_pad",
     "resize",
     "same_padding",

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from .adaptive_pool import ExportableAdaptiveAvgPool2d
 from .conv_norm_act import ConvNormAct
 from .norm import PooledBatchNorm2d
 from .upsample import resize
@@ -25,6 +26,9 @@ class PyramidPooling(nn.Module):
     ``in_chs + len(bins) · reduction_chs`` channels (4096 for ResNet's 2048).
 
     The 1×1 bin uses :class:`PooledBatchNorm2d` so that training with batch size 1 works.
+    The other bins pool with :class:`ExportableAdaptiveAvgPool2d` (two matrix products,
+    equal to ``nn.AdaptiveAvgPool2d`` to float rounding and faster on CPU), which exports
+    to ONNX with dynamic height and width; the 1×1 bin is a global average pool.
     """
 
     def __init__(
@@ -42,7 +46,7 @@ class PyramidPooling(nn.Module):
         self.bins = tuple(int(b) for b in bins)
         self.stages = nn.ModuleList(
             nn.Sequential(
-                nn.AdaptiveAvgPool2d(b),
+                nn.AdaptiveAvgPool2d(1) if b == 1 else ExportableAdaptiveAvgPool2d(b),
                 ConvNormAct(in_chs, reduction_chs, 1, norm_layer=PooledBatchNorm2d if b == 1 else norm_layer),
             )
             for b in self.bins

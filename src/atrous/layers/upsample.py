@@ -14,6 +14,9 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+from .padding import crop
 
 ALIGN_CORNERS = False
 
@@ -24,9 +27,13 @@ def resize(x: torch.Tensor, size: Sequence[int], mode: Literal["nearest", "bilin
     """Resize a (B, C, H, W) tensor to ``size`` = (H', W').
 
     Bilinear uses the house ``align_corners`` setting; nearest takes none.
+
+    ``size`` may hold symbolic sizes (``torch.export`` with dynamic height and width):
+    they are kept symbolic, and the same-size shortcut is taken only when it holds for
+    every input size, so exporting adds no guard on the input's shape.
     """
-    size = (int(size[0]), int(size[1]))
-    if tuple(x.shape[-2:]) == size:
+    size = tuple(s if isinstance(s, torch.SymInt) else int(s) for s in (size[0], size[1]))
+    if statically_known_true(x.shape[-2] == size[0]) and statically_known_true(x.shape[-1] == size[1]):
         return x  # interpolating to the same size is the identity; skip the copy
     if mode == "bilinear":
         return F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
@@ -99,7 +106,7 @@ class Upsample(nn.Module):
             y = F.interpolate(x, scale_factor=self.factor, mode="bilinear", align_corners=ALIGN_CORNERS)
         else:
             y = F.interpolate(x, scale_factor=self.factor, mode="nearest")
-        return y[..., : size[0], : size[1]]
+        return crop(y, size[0], size[1])
 
     def extra_repr(self) -> str:
         return f"factor={self.factor}, mode={self.mode!r}"

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from ..backbones.features import FeatureInfo, FeatureSpec
-from ..layers import Upsample, mirror_pad
+from ..layers import Upsample, crop, mirror_pad
 from ._registry import register_model
 from .segmentor import SegmentationModel, check_input, check_num_classes, check_upsample_mode
 
@@ -85,9 +85,13 @@ def input_size_for(output_size_: int, depth: int = UNET_DEPTH) -> int:
     _check_depth(depth)
     if output_size_ < 1:
         raise ValueError(f"output size must be >= 1, got {output_size_}")
-    size = int(output_size_)
+    # A symbolic size (torch.export with dynamic height and width) stays symbolic: int()
+    # would fix the exported graph to the example's size.
+    size = output_size_ if isinstance(output_size_, torch.SymInt) else int(output_size_)
     for _ in range(depth):
-        size = -(-(size + 4) // 2)  # ceil: the smallest map that upsamples to cover it
+        # ceil((size + 4) / 2): the smallest map that upsamples to cover it. Written without
+        # flooring a negative number, which ONNX's integer Div (it truncates) gets wrong.
+        size = (size + 5) // 2
     size += 4
     for _ in range(depth):
         size = 2 * size + 4
@@ -243,7 +247,7 @@ class UNet(SegmentationModel):
     def input_size_for(self, output_size_: int) -> int:
         if self.padding:
             multiple = 2**self.depth
-            return -(-output_size_ // multiple) * multiple
+            return (output_size_ + multiple - 1) // multiple * multiple  # ceil, without flooring negatives
         return input_size_for(output_size_, self.depth)
 
     @property
@@ -270,7 +274,7 @@ class UNet(SegmentationModel):
             pad_h = input_size_for(h, self.depth) - h
             pad_w = input_size_for(w, self.depth) - w
         x = mirror_pad(x, top, pad_h - top, left, pad_w - left)
-        return self.forward_valid(x)[..., :h, :w]
+        return crop(self.forward_valid(x), h, w)
 
 
 def _create_unet(

@@ -1,0 +1,58 @@
+"""``atrous export``: a trained model to ONNX or a ``torch.export`` program, any input size."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HELP = "export a trained model to ONNX or a torch.export program (dynamic batch, height and width)"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "model", help="a saved model folder, a run folder, a checkpoint, or torchvision:NAME (see docs/inference.md)"
+    )
+    parser.add_argument(
+        "--format",
+        "-f",
+        choices=("onnx", "exported-program"),
+        default="onnx",
+        help="onnx (default) or exported-program (torch.export.save, a .pt2 file)",
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        help="file to write (default: model.onnx or model.pt2 beside the model; NAME.onnx for torchvision:NAME)",
+    )
+    parser.add_argument("--opset", type=int, help="ONNX opset (default 18)")
+    parser.add_argument(
+        "--no-verify",
+        dest="verify",
+        action="store_false",
+        help="skip the comparison with PyTorch at two input sizes before the file is moved into place",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..export import DEFAULT_OPSET, SUFFIXES, ExportError, default_path, export_model, model_name
+    from ..inference import load_trained_model
+    from . import UsageError
+
+    model = load_trained_model(args.model)
+    output = args.output
+    if output is None:
+        if Path(args.model).exists():
+            output = default_path(args.model, args.format)
+        else:  # torchvision:NAME has no folder of its own
+            output = Path(f"{model_name(model)}{SUFFIXES[args.format]}")
+    checks = []
+    try:
+        path = export_model(model, output, format=args.format, opset=args.opset, verify=args.verify, checks=checks)
+    except ExportError as exc:
+        raise UsageError(f"{exc} (nothing was written to {output})") from exc
+    detail = f"opset {args.opset or DEFAULT_OPSET}, " if args.format == "onnx" else ""
+    print(f"wrote {path}: {model_name(model)} as {args.format} ({detail}dynamic batch, height and width)")
+    for check in checks:
+        print(f"  matches PyTorch on {check}")
+    return 0
