@@ -20,6 +20,12 @@ from ..metrics import ConfusionMatrix
 DEEPLAB_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
+def returns_probabilities(scales: Sequence[float], flip: bool) -> bool:
+    """Whether :func:`predict_probabilities` returns softmax probabilities (several passes
+    averaged) rather than the model's logits (one scale, no flip)."""
+    return not (tuple(scales) == (1.0,) and not flip)
+
+
 @torch.no_grad()
 def predict_probabilities(
     model: nn.Module,
@@ -42,7 +48,7 @@ def predict_probabilities(
 
         net = model
         model = functools.partial(predict_tiled, net, tile=tile, overlap=tile_overlap)  # type: ignore[assignment]
-    if len(scales) == 1 and scales[0] == 1.0 and not flip:
+    if not returns_probabilities(scales, flip):
         return model(images)
     size = images.shape[-2:]
     total = None

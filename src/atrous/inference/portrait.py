@@ -257,7 +257,7 @@ def subject_probability(
     std: Sequence[float] | None = None,
 ) -> torch.Tensor:
     """The model's softmax probability of the subject class, float32 (H, W) at the image's size (on CPU)."""
-    from ..engine.evaluator import predict_probabilities
+    from ..engine.evaluator import predict_probabilities, returns_probabilities
 
     index = resolve_subject_class(model, subject_class)
     rgb = load_rgb(image)
@@ -278,28 +278,16 @@ def subject_probability(
         if isinstance(scores, dict):  # a model left in train mode with an auxiliary head
             scores = scores["out"]
         scores = scores.float()
+        averaged = returns_probabilities(scales, flip)
         if scores.shape[1] == 1:
-            probs = scores.sigmoid() if not _are_probabilities(scores) else scores
+            probs = scores if averaged else scores.sigmoid()
             subject = probs if index == 1 else 1 - probs
         else:
-            probs = scores if _are_probabilities(scores) else scores.softmax(dim=1)
+            probs = scores if averaged else scores.softmax(dim=1)
             subject = probs[:, index : index + 1]
         if subject.shape[-2:] != (height, width):
             subject = F.interpolate(subject, size=(height, width), mode="bilinear", align_corners=False)
         return subject[0, 0].clamp(0, 1).cpu()
-
-
-def _are_probabilities(scores: torch.Tensor) -> bool:
-    """Whether ``scores`` (B, C, H, W) already are probabilities (in [0, 1], summing to 1 over C when C > 1).
-
-    ``predict_probabilities`` returns raw logits for one scale without flips and averaged
-    softmax probabilities otherwise; this tells them apart without relying on which.
-    """
-    if scores.min() < 0 or scores.max() > 1:
-        return False
-    if scores.shape[1] == 1:
-        return True
-    return bool(torch.allclose(scores.sum(dim=1), torch.ones(1, device=scores.device), atol=1e-3))
 
 
 # --- alpha, blur, composite -----------------------------------------------------------

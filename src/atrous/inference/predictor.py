@@ -34,7 +34,7 @@ from torch import nn
 
 from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..data.io import pil_to_rgb_array, read_image
-from ..engine.evaluator import predict_probabilities
+from ..engine.evaluator import predict_probabilities, returns_probabilities
 from ..layers.padding import mirror_pad
 from .fast import fast_model, resolve_precision
 from .memory import MemoryModel, measure_memory, parse_bytes, plan_tiles
@@ -242,8 +242,7 @@ class Predictor:
         return torch.from_numpy(self(image).labels.astype(np.int64))
 
     def _returns_probabilities(self) -> bool:
-        # predict_probabilities returns logits for one scale without flip, softmax otherwise.
-        return not (self.scales == (1.0,) and not self.flip)
+        return returns_probabilities(self.scales, self.flip)
 
     def _overlap_tile_ok(self) -> bool:
         # The exact overlap-tile path runs the bare network, so only without augmentation
