@@ -3,7 +3,8 @@
 * Parameter groups: backbone vs head (the head's learning rate × ``head_lr_mult``, the
   "10× for the new layers" of FCN/DeepLab fine-tuning), and no weight decay on norms and
   biases (1-D parameters), as is standard since Goyal et al. 2017.
-* SGD with momentum 0.9 (DeepLab v3 §4.1) or AdamW.
+* SGD with momentum 0.9 (DeepLab v3 §4.1) or AdamW, with PyTorch's fused step where
+  every parameter allows it (see :func:`fused_supported`).
 * "Poly" decay (DeepLab v2 §4.1, v3 §4.1): lr = base · (1 − step/steps)^0.9, after an
   optional linear warm-up from ``warmup_ratio · base``.
 """
@@ -48,11 +49,20 @@ def build_optimizer(
     head_lr_mult: float = 1.0,
 ) -> torch.optim.Optimizer:
     groups = param_groups(model, lr=lr, weight_decay=weight_decay, head_lr_mult=head_lr_mult)
+    fused = {"fused": True} if fused_supported(model) else {}
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
+        return torch.optim.SGD(groups, lr=lr, momentum=momentum, **fused)
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return torch.optim.AdamW(groups, lr=lr, **fused)
     raise ValueError(f"train.optimizer must be 'sgd' or 'adamw', got {name!r}")
+
+
+def fused_supported(model: nn.Module) -> bool:
+    """Whether the fused (single-kernel) optimiser step can update every parameter:
+    floating-point parameters on the CPU or CUDA. It computes what the per-parameter loop
+    computes, in one pass over memory."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
 
 
 def poly_lambda(steps: int, *, power: float = 0.9, warmup_steps: int = 0, warmup_ratio: float = 0.1):

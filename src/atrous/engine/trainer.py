@@ -38,6 +38,7 @@ from ..data.root import resolve_root
 from ..data.transforms import eval_transforms, train_transforms
 from ..data.weight_map import WeightMapDataset
 from ..inference.visualize import default_palette
+from ..layers.tap_conv import use_tap_convs
 from ..losses import SegmentationLoss, WeightedCrossEntropy, build_loss
 from ..metrics import ConfusionMatrix
 from ..models import SegmentationModel, create_model
@@ -211,6 +212,10 @@ class Trainer:
         self.model: SegmentationModel = model.to(self.device)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if self.device.type == "cpu":
+            # ASPP's large rates hit a slow oneDNN path in bf16; the tap form is timed
+            # against it once per shape (same parameters, same state dict).
+            use_tap_convs(self.model)
         self.aux_weight = t.aux_weight if t.aux_weight is not None else model.aux_weight
         if t.weight_map is not None:
             if t.loss != "ce" or t.class_weights is not None or t.loss_options:

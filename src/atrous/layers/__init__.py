@@ -8,6 +8,7 @@ from .norm import PooledBatchNorm2d
 from .padding import crop, mirror_pad
 from .pyramid_pooling import PyramidPooling
 from .separable import SeparableConvNormAct
+from .tap_conv import TapConv2d, conv2d_taps, use_tap_convs
 from .upsample import ALIGN_CORNERS, Upsample, bilinear_kernel, resize
 
 __all__ = [
@@ -21,12 +22,15 @@ __all__ = [
     "PooledBatchNorm2d",
     "PyramidPooling",
     "SeparableConvNormAct",
+    "TapConv2d",
     "Upsample",
     "adaptive_avg_pool2d_export",
     "bilinear_kernel",
+    "conv2d_taps",
     "crop",
     "mirror_pad",
     "resize",
     "same_padding",
     "set_conv_dilation",
+    "use_tap_convs",
 ]
