@@ -14,7 +14,7 @@ from collections.abc import Sequence
 # Subcommand modules import torch lazily, so `atrous --help` is instant.
 SUBCOMMANDS = {
     name: importlib.import_module(f".{name}", __name__)
-    for name in ("train", "eval", "predict", "demo", "models", "doctor", "portrait", "export")
+    for name in ("train", "eval", "predict", "demo", "models", "doctor", "portrait", "export", "bench")
 }
 
 

@@ -80,9 +80,15 @@ class _LiveBytes(TorchDispatchMode):
 
 def peak_activation_bytes(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> int:
     """The most bytes of tensors created by ``fn(x)`` alive at once (the output included)."""
+    return peak_bytes_during(lambda: fn(x))
+
+
+def peak_bytes_during(fn: Callable[[], object]) -> int:
+    """The most bytes of tensors created by ``fn()`` alive at once (what it returns
+    included; tensors that existed before, such as weights, excluded)."""
     tracker = _LiveBytes()
     with tracker:
-        out = fn(x)
+        out = fn()
     del out
     return tracker.peak
 

@@ -1,0 +1,343 @@
+"""atrous side by side with torchvision and segmentation_models_pytorch, in one process.
+
+    uv run --extra bench python bench/compare.py [--pairs deeplabv3,deeplabv3plus,pspnet,unet]
+        [--repeats 7] [--weights RUN_DIR] [--agreement-images 16] [--compile] [--json FILE]
+
+For each pair, every contender runs the same input in turn (interleaved rounds, so a slow
+moment of a shared machine lands on all of them) and the medians are compared:
+
+* **inference**, 1×3×512×512: the reference model eager in float32 (what its README
+  shows), the reference with bf16 autocast + channels_last where the hardware has native
+  bf16 (its best eager configuration), optionally ``torch.compile`` with freezing (the
+  reference's best; ``--compile``, minutes of compilation), the atrous model eager in
+  float32 (the same architecture, as built), and **atrous's default inference path**
+  (what ``atrous predict`` runs: conv-BN folded, channels_last, atrous convolutions as
+  shifted 1×1 products where faster, bf16 autocast where native).
+* **training step**, 2×3×256×256, cross-entropy, SGD momentum 0.9: a plain PyTorch loop
+  on the reference model (float32, NCHW, the default optimiser implementation) against
+  **atrous's training step** (what ``atrous train`` runs: bf16 autocast where native,
+  channels_last, the fused optimiser, the tap form of atrous convolutions).
+
+Pairs (same weights where the modules are the same):
+
+* ``deeplabv3``: atrous ``deeplabv3_resnet50`` at output stride 8 vs torchvision
+  ``deeplabv3_resnet50`` — identical architecture; torchvision's weights are loaded
+  into atrous, so the logits agree and the label agreement of the two paths is measured
+  (on a trained model with ``--weights``: an atrous run folder of ``deeplabv3_resnet50``,
+  evaluated on CamVid validation images resized to 512×512).
+* ``deeplabv3plus``: atrous ``deeplabv3plus_resnet50`` (OS 16) vs
+  ``smp.DeepLabV3Plus("resnet50")`` (OS 16): same encoder weights; the heads differ
+  (smp's ASPP branches are depthwise separable), so parameters and GFLOPs are shown.
+* ``pspnet``: atrous ``pspnet_resnet50`` (the paper's dilated ResNet at OS 8) vs
+  ``smp.PSPNet("resnet50")`` (smp's default: the encoder cut after its second stage,
+  OS 8): different networks — compare the images/s with the GFLOPs beside them.
+* ``unet``: atrous ``unet_padded`` (the paper's U-Net with same-padding) vs
+  ``smp.Unet("vgg13_bn")`` (the closest smp encoder: two 3×3 convolutions per stage):
+  different networks, as above.
+
+segmentation_models_pytorch is a bench-only dependency (``uv sync --extra bench``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+from collections.abc import Callable
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+ROOT = Path(__file__).resolve().parents[1]
+INFER_SHAPE = (1, 3, 512, 512)
+TRAIN_SHAPE = (2, 3, 256, 256)
+NUM_CLASSES = 21
+PAIRS = ("deeplabv3", "deeplabv3plus", "pspnet", "unet")
+
+
+def _logits(output) -> torch.Tensor:
+    return output["out"] if isinstance(output, dict) else output
+
+
+def build_pair(pair: str) -> tuple[nn.Module, nn.Module, str, str]:
+    """(atrous model, reference model, atrous name, reference name), weights shared where possible."""
+    from atrous.models import create_model
+
+    torch.manual_seed(0)
+    if pair == "deeplabv3":
+        from torchvision.models.segmentation import deeplabv3_resnet50
+
+        reference = deeplabv3_resnet50(weights=None, weights_backbone=None, num_classes=NUM_CLASSES, aux_loss=False)
+        ours = create_model("deeplabv3_resnet50", num_classes=NUM_CLASSES, output_stride=8)
+        ours.load_state_dict(reference.state_dict())  # strict: the same architecture, name for name
+        return ours, reference, "atrous deeplabv3_resnet50 (OS 8)", "torchvision deeplabv3_resnet50"
+    import segmentation_models_pytorch as smp
+
+    if pair == "deeplabv3plus":
+        ours = create_model("deeplabv3plus_resnet50", num_classes=NUM_CLASSES, output_stride=16)
+        reference = smp.DeepLabV3Plus("resnet50", encoder_weights=None, classes=NUM_CLASSES, encoder_output_stride=16)
+        reference.encoder.load_state_dict(ours.backbone.state_dict())
+        return ours, reference, "atrous deeplabv3plus_resnet50", "smp DeepLabV3Plus(resnet50)"
+    if pair == "pspnet":
+        ours = create_model("pspnet_resnet50", num_classes=NUM_CLASSES)
+        reference = smp.PSPNet("resnet50", encoder_weights=None, classes=NUM_CLASSES)
+        reference.encoder.load_state_dict(ours.backbone.state_dict(), strict=False)  # smp keeps layers 1–2 only
+        return ours, reference, "atrous pspnet_resnet50", "smp PSPNet(resnet50)"
+    if pair == "unet":
+        ours = create_model("unet_padded", num_classes=NUM_CLASSES)
+        reference = smp.Unet("vgg13_bn", encoder_weights=None, classes=NUM_CLASSES)
+        return ours, reference, "atrous unet_padded", "smp Unet(vgg13_bn)"
+    raise ValueError(f"unknown pair {pair!r}; choose from {', '.join(PAIRS)}")
+
+
+def plain_inference(model: nn.Module, x: torch.Tensor) -> Callable[[], torch.Tensor]:
+    model = model.eval()
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            return _logits(model(x))
+
+    return run
+
+
+def autocast_inference(model: nn.Module, x: torch.Tensor, dtype: torch.dtype) -> Callable[[], torch.Tensor]:
+    model = model.eval().to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype):
+            return _logits(model(x))
+
+    return run
+
+
+def compiled_inference(model: nn.Module, x: torch.Tensor, dtype: torch.dtype | None) -> Callable[[], torch.Tensor]:
+    import torch._inductor.config as inductor_config
+
+    inductor_config.freezing = True  # constant-fold weights, pre-pack them for oneDNN
+    model = model.eval().to(memory_format=torch.channels_last)
+    compiled = torch.compile(model)
+    x = x.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else nullcontext()
+
+    def run() -> torch.Tensor:
+        with torch.no_grad(), autocast:
+            return _logits(compiled(x))
+
+    return run
+
+
+def plain_train_step(model: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Callable[[], torch.Tensor]:
+    """The loop a torchvision user writes: float32, NCHW, SGD with the default implementation."""
+    model = model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, weight_decay=1e-4)
+
+    def step() -> torch.Tensor:
+        loss = F.cross_entropy(_logits(model(x)), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+_fast_cache: dict[int, nn.Module] = {}
+
+
+def _agreement_one(ours: nn.Module, reference: nn.Module, image: torch.Tensor) -> float:
+    from atrous.inference.fast import fast_model, resolve_precision
+
+    fast = _fast_cache.get(id(ours))
+    if fast is None:
+        fast = _fast_cache[id(ours)] = fast_model(ours)
+    dtype = resolve_precision("auto", torch.device("cpu"))
+    autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else nullcontext()
+    with torch.inference_mode():
+        with autocast:
+            a = _logits(fast(image.contiguous(memory_format=torch.channels_last))).argmax(1)
+        b = _logits(reference.eval()(image)).argmax(1)
+    return (a == b).float().mean().item()
+
+
+def camvid_images(count: int) -> list[torch.Tensor]:
+    """CamVid validation images resized to 512×512 and normalised as training normalises."""
+    from PIL import Image
+
+    from atrous.data.constants import IMAGENET_MEAN, IMAGENET_STD
+
+    root = Path(os.environ.get("ATROUS_DATA", ROOT.parent / "shared" / "data")) / "camvid" / "val"
+    files = sorted(root.glob("*.png"))[:count]
+    if not files:
+        raise SystemExit(f"no CamVid validation images in {root}; set ATROUS_DATA to the folder holding camvid/")
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    images = []
+    for path in files:
+        rgb = Image.open(path).convert("RGB").resize(INFER_SHAPE[-1:] * 2, Image.BILINEAR)
+        x = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(1, *INFER_SHAPE[-2:], 3)
+        images.append(((x.permute(0, 3, 1, 2).float() / 255) - mean) / std)
+    return images
+
+
+def load_trained(ours: nn.Module, reference: nn.Module, run_dir: Path) -> None:
+    """Weights of a trained atrous deeplabv3_resnet50 into both models (the same names)."""
+    from atrous.inference.loading import load_trained_model
+
+    trained = load_trained_model(run_dir)
+    state = {k: v for k, v in trained.state_dict().items() if not k.startswith("aux_classifier.")}
+    if state["classifier.4.weight"].shape[0] != NUM_CLASSES:
+        classes = state["classifier.4.weight"].shape[0]
+        ours.classifier[4] = nn.Conv2d(256, classes, 1)
+        reference.classifier[4] = nn.Conv2d(256, classes, 1)
+    ours.load_state_dict(state)
+    reference.load_state_dict(state)
+
+
+def count_params(model: nn.Module) -> float:
+    return sum(p.numel() for p in model.parameters()) / 1e6
+
+
+def gflops(model: nn.Module, shape) -> float:
+    import copy
+
+    from atrous.benchmark import count_flops
+
+    plain = copy.deepcopy(model).eval()
+    with torch.no_grad():
+        return count_flops(lambda: plain(torch.zeros(shape))) / 1e9
+
+
+def run_pair(pair: str, args: argparse.Namespace) -> dict:
+    from atrous.benchmark import step_function, time_interleaved
+    from atrous.benchmark.timing import median
+    from atrous.engine.trainer import cpu_has_native_bf16
+
+    cpu = torch.device("cpu")
+    ours, reference, ours_name, ref_name = build_pair(pair)
+    agreement = None
+    if pair == "deeplabv3" and args.weights is not None:
+        load_trained(ours, reference, args.weights)
+    classes = _logits(reference.eval()(torch.zeros(1, 3, 64, 64))).shape[1]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(INFER_SHAPE, generator=generator)
+    bf16 = torch.bfloat16 if cpu_has_native_bf16() else None
+
+    import copy
+
+    infer = {f"{ref_name} eager fp32": plain_inference(copy.deepcopy(reference), x)}
+    if bf16 is not None:
+        infer[f"{ref_name} bf16 + channels_last"] = autocast_inference(copy.deepcopy(reference), x, bf16)
+    if args.compile:
+        infer[f"{ref_name} compile(freezing){' + bf16' if bf16 else ''}"] = compiled_inference(
+            copy.deepcopy(reference), x, bf16
+        )
+    infer[f"{ours_name} eager fp32"] = plain_inference(copy.deepcopy(ours), x)
+    atrous_infer, _ = step_function(
+        copy.deepcopy(ours), mode="infer", precision="auto", device=cpu, batch=1, size=512, num_classes=classes
+    )
+    infer[f"{ours_name} default path"] = atrous_infer  # its input: the same seed, the same values as x
+    print(f"[{pair}] inference 1×3×512×512: {len(infer)} contenders, {args.repeats} interleaved rounds", flush=True)
+    infer_times = time_interleaved(infer, repeats=args.repeats, warmup=args.warmup)
+
+    generator.manual_seed(0)  # the data step_function draws for the atrous step
+    tx = torch.randn(TRAIN_SHAPE, generator=generator)
+    target = torch.randint(0, classes, (TRAIN_SHAPE[0], *TRAIN_SHAPE[2:]), generator=generator)
+    train = {f"{ref_name} plain fp32 loop": plain_train_step(copy.deepcopy(reference), tx, target)}
+    atrous_train, _ = step_function(
+        copy.deepcopy(ours), mode="train", precision="auto", device=cpu, batch=2, size=256, num_classes=classes
+    )
+    train[f"{ours_name} training step"] = atrous_train
+    print(f"[{pair}] training step 2×3×256×256: {args.repeats} interleaved rounds", flush=True)
+    train_times = time_interleaved(train, repeats=args.repeats, warmup=args.warmup)
+
+    if pair == "deeplabv3":
+        images = camvid_images(args.agreement_images) if args.weights is not None else [x]
+        agreement = {
+            "fraction": sum(_agreement_one(ours, reference, im) for im in images) / len(images),
+            "images": len(images),
+            "weights": str(args.weights) if args.weights is not None else "random (pass --weights for a trained model)",
+        }
+    baseline_infer = median(infer_times[f"{ref_name} eager fp32"])
+    baseline_train = median(train_times[f"{ref_name} plain fp32 loop"])
+    return {
+        "pair": pair,
+        "atrous": {"name": ours_name, "params_m": count_params(ours), "gflops_512": gflops(ours, INFER_SHAPE)},
+        "reference": {
+            "name": ref_name,
+            "params_m": count_params(reference),
+            "gflops_512": gflops(reference, INFER_SHAPE),
+        },
+        "inference_s": {k: median(v) for k, v in infer_times.items()},
+        "inference_speedup_vs_reference_fp32": {k: baseline_infer / median(v) for k, v in infer_times.items()},
+        "train_step_s": {k: median(v) for k, v in train_times.items()},
+        "train_speedup_vs_plain_loop": {k: baseline_train / median(v) for k, v in train_times.items()},
+        "label_agreement": agreement,
+    }
+
+
+def print_pair(result: dict) -> None:
+    a, r = result["atrous"], result["reference"]
+    print(f"\n## {result['pair']}")
+    print(f"{a['name']}: {a['params_m']:.2f} M params, {a['gflops_512']:.1f} GFLOPs at 512²")
+    print(f"{r['name']}: {r['params_m']:.2f} M params, {r['gflops_512']:.1f} GFLOPs at 512²")
+    width = max(len(k) for k in [*result["inference_s"], *result["train_step_s"]])
+    print(f"{'inference 1×3×512×512':<{width}}  {'median s':>9}  {'× ref fp32':>10}")
+    for key, seconds in result["inference_s"].items():
+        print(f"{key:<{width}}  {seconds:>9.3f}  {result['inference_speedup_vs_reference_fp32'][key]:>10.2f}")
+    print(f"{'training step 2×3×256×256':<{width}}  {'median s':>9}  {'× plain':>10}")
+    for key, seconds in result["train_step_s"].items():
+        print(f"{key:<{width}}  {seconds:>9.3f}  {result['train_speedup_vs_plain_loop'][key]:>10.2f}")
+    if result["label_agreement"] is not None:
+        ag = result["label_agreement"]
+        print(
+            f"label agreement, atrous default path vs reference fp32: {ag['fraction']:.4%} "
+            f"({ag['images']} images, {ag['weights']})"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pairs", default=",".join(PAIRS), help=f"comma-separated, from {', '.join(PAIRS)}")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved timed rounds (>= 5, default 7)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed calls per contender first (default 2)")
+    parser.add_argument("--weights", type=Path, help="run folder of a trained atrous deeplabv3_resnet50")
+    parser.add_argument("--agreement-images", type=int, default=16, help="CamVid val images for the agreement")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile(freezing) references")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    args = parser.parse_args(argv)
+    pairs = [p.strip() for p in args.pairs.split(",") if p.strip()]
+    for pair in pairs:
+        if pair not in PAIRS:
+            parser.error(f"unknown pair {pair!r}; choose from {', '.join(PAIRS)}")
+    if any(p != "deeplabv3" for p in pairs):
+        try:
+            import segmentation_models_pytorch  # noqa: F401
+        except ImportError:
+            parser.error("segmentation_models_pytorch is needed for these pairs: uv sync --extra bench")
+    import torchvision
+
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, {torch.get_num_threads()} threads, "
+        f"{platform.processor() or platform.machine()}, python {sys.version.split()[0]}"
+    )
+    results = []
+    for pair in pairs:
+        result = run_pair(pair, args)
+        print_pair(result)
+        results.append(result)
+    if args.json is not None:
+        from atrous.atomic import atomic_write_text
+
+        payload = {"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}
+        atomic_write_text(args.json, json.dumps(payload, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

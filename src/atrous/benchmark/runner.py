@@ -1,0 +1,236 @@
+"""One model's benchmark: the same code paths ``atrous predict`` and ``atrous train`` run.
+
+* ``mode="infer"``: the :class:`~atrous.inference.Predictor`'s model path. With
+  ``precision="fp32"`` the model runs as built (eval, NCHW, float32); otherwise the fast
+  path (:func:`~atrous.inference.fast.fast_model`: conv-BN folded, channels_last, atrous
+  convolutions free to run as shifted 1×1 products) under autocast to the precision's
+  dtype, in ``torch.inference_mode``.
+* ``mode="train"``: the :class:`~atrous.engine.trainer.Trainer`'s step: channels_last,
+  autocast as ``train.amp`` resolves the precision (``fp32`` = off), the tap form of
+  atrous convolutions on the CPU, cross-entropy, SGD with momentum as
+  :func:`~atrous.engine.optim.build_optimizer` builds it (fused where supported).
+
+Models are atrous registry names or ``torchvision:NAME`` (torchvision's own model of that
+name with random weights, for side-by-side runs; nothing is downloaded).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..engine.optim import build_optimizer
+from ..engine.trainer import resolve_amp
+from ..inference.fast import fast_model, resolve_precision
+from ..inference.memory import peak_bytes_during
+from ..layers.tap_conv import use_tap_convs
+from ..models import create_model
+from .ceiling import conv_ceiling
+from .flops import count_flops
+from .timing import median, time_interleaved
+
+MODES = ("infer", "train")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+TORCHVISION_PREFIX = "torchvision:"
+
+
+@dataclass
+class BenchResult:
+    model: str
+    mode: str
+    device: str
+    precision: str  # as resolved: fp32, bf16 or fp16
+    batch: int
+    size: int
+    params: int
+    gflops: float  # per call (one forward, or one training step), whole batch
+    latency_s: float  # median
+    latencies_s: list[float]
+    images_per_s: float
+    peak_memory_bytes: int
+    achieved_gflops_per_s: float
+    ceiling_gflops_per_s: float
+
+    @property
+    def ceiling_fraction(self) -> float:
+        return self.achieved_gflops_per_s / self.ceiling_gflops_per_s
+
+    def as_dict(self) -> dict:
+        return asdict(self) | {"ceiling_fraction": self.ceiling_fraction}
+
+
+def build_bench_model(name: str, *, num_classes: int = 21, output_stride: int | None = None) -> nn.Module:
+    """An atrous registry model, or ``torchvision:NAME`` built by torchvision (random weights)."""
+    if name.startswith(TORCHVISION_PREFIX):
+        from torchvision.models import get_model, list_models
+        from torchvision.models import segmentation as tv_segmentation
+
+        bare = name[len(TORCHVISION_PREFIX) :]
+        available = list_models(module=tv_segmentation)
+        if bare not in available:
+            raise ValueError(f"unknown torchvision segmentation model {name!r}; available: {', '.join(available)}")
+        if output_stride not in (None, 8):
+            raise ValueError(
+                f"{name} has a fixed output stride of 8 in torchvision; got --output-stride {output_stride}"
+            )
+        return get_model(bare, weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
+    kwargs = {} if output_stride is None else {"output_stride": output_stride}
+    return create_model(name, num_classes=num_classes, **kwargs)
+
+
+def uses_channels_last(mode: str, precision: str) -> bool:
+    """Training always runs channels_last; inference does except on the as-built fp32 path."""
+    return mode == "train" or precision != "fp32"
+
+
+def _logits(output) -> torch.Tensor:
+    return output["out"] if isinstance(output, dict) else output
+
+
+def resolve_bench_precision(mode: str, precision: str, device: torch.device) -> tuple[torch.dtype | None, str]:
+    """(autocast dtype or None, its name) as predict (``infer``) or train (``train``) resolve ``precision``."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if mode == "infer":
+        dtype = resolve_precision(precision, device)
+    else:
+        dtype, _ = resolve_amp("off" if precision == "fp32" else precision, device)
+    name = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    return dtype, name
+
+
+def step_function(
+    model: nn.Module,
+    *,
+    mode: str,
+    precision: str,
+    device: torch.device,
+    batch: int,
+    size: int,
+    num_classes: int,
+    seed: int = 0,
+) -> tuple[Callable[[], object], torch.dtype | None]:
+    """A no-argument callable running one inference (or one training step) of ``model``
+    prepared as atrous runs it, on fixed random data; and the autocast dtype it uses."""
+    dtype, _ = resolve_bench_precision(mode, precision, device)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, 3, size, size, generator=generator).to(device)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+    if mode == "infer":
+        if precision == "fp32":
+            runner = model.to(device).eval()
+        else:
+            runner = fast_model(model.to(device))
+            x = x.contiguous(memory_format=torch.channels_last)
+
+        def infer() -> torch.Tensor:
+            with torch.inference_mode(), autocast:
+                return _logits(runner(x))
+
+        return infer, dtype
+
+    target = torch.randint(0, num_classes, (batch, size, size), generator=generator).to(device)
+    model = model.to(device).train().to(memory_format=torch.channels_last)
+    x = x.contiguous(memory_format=torch.channels_last)
+    if device.type == "cpu":
+        use_tap_convs(model)
+    optimizer = build_optimizer(model, "sgd", lr=1e-3, weight_decay=1e-4)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+
+    def train_step() -> torch.Tensor:
+        with autocast:
+            loss = F.cross_entropy(_logits(model(x)), target)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    return train_step, dtype
+
+
+def _flops(model: nn.Module, mode: str, batch: int, size: int, num_classes: int) -> int:
+    """Counted on a plain float32 copy on the CPU (FLOPs do not depend on precision)."""
+    plain = copy.deepcopy(model).cpu().float()
+    x = torch.zeros(batch, 3, size, size)
+    if mode == "infer":
+        plain.eval()
+        with torch.no_grad():
+            return count_flops(lambda: plain(x))
+    plain.train()
+    target = torch.zeros(batch, size, size, dtype=torch.long)
+    return count_flops(lambda: F.cross_entropy(_logits(plain(x)), target).backward())
+
+
+def _state_bytes(model: nn.Module, optimizer_state: bool) -> int:
+    tensors = [*model.parameters(), *model.buffers()]
+    total = sum(t.numel() * t.element_size() for t in tensors)
+    return total * (2 if optimizer_state else 1)  # SGD momentum: one buffer per parameter
+
+
+def bench_model(
+    name: str,
+    *,
+    mode: str = "infer",
+    precision: str = "auto",
+    device: str | torch.device = "cpu",
+    batch: int = 1,
+    size: int = 512,
+    repeats: int = 10,
+    warmup: int = 2,
+    num_classes: int = 21,
+    output_stride: int | None = None,
+    ceiling: float | None = None,
+) -> BenchResult:
+    """Parameters, FLOPs, median latency, throughput, peak memory and the fraction of
+    this machine's measured ceiling for one model. ``ceiling`` (GFLOP/s) may be passed
+    in to measure it once for several models."""
+    if batch < 1 or size < 32:
+        raise ValueError(f"batch must be >= 1 and size >= 32, got batch={batch}, size={size}")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device cuda requested but CUDA is not available on this machine")
+    torch.manual_seed(0)
+    model = build_bench_model(name, num_classes=num_classes, output_stride=output_stride)
+    params = sum(p.numel() for p in model.parameters())
+    flops = _flops(model, mode, batch, size, num_classes)
+    fn, dtype = step_function(
+        model, mode=mode, precision=precision, device=device, batch=batch, size=size, num_classes=num_classes
+    )
+    latencies = time_interleaved({name: fn}, repeats=repeats, warmup=warmup, device=device)[name]
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        peak = torch.cuda.max_memory_allocated(device)
+    else:
+        peak = _state_bytes(model, optimizer_state=mode == "train") + peak_bytes_during(fn)
+    latency = median(latencies)
+    if ceiling is None:
+        ceiling = conv_ceiling(
+            device, dtype, channels_last=precision != "fp32" or mode == "train", train=mode == "train"
+        )
+    _, resolved = resolve_bench_precision(mode, precision, device)
+    return BenchResult(
+        model=name,
+        mode=mode,
+        device=str(device),
+        precision=resolved,
+        batch=batch,
+        size=size,
+        params=params,
+        gflops=flops / 1e9,
+        latency_s=latency,
+        latencies_s=latencies,
+        images_per_s=batch / latency,
+        peak_memory_bytes=int(peak),
+        achieved_gflops_per_s=flops / latency / 1e9,
+        ceiling_gflops_per_s=ceiling,
+    )

@@ -1,0 +1,96 @@
+"""``atrous bench``: parameters, FLOPs, latency, throughput, memory, and the share of this
+machine's measured ceiling, for the models given."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+HELP = "measure models' speed: GFLOPs, median latency, images/s, peak memory, share of the machine's ceiling"
+
+
+def add_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "models",
+        nargs="*",
+        default=["deeplabv3_resnet50"],
+        metavar="MODEL",
+        help="registered model names or torchvision:NAME (torchvision's model, random weights); "
+        "default deeplabv3_resnet50",
+    )
+    parser.add_argument("--size", type=int, default=512, help="input side in pixels (default 512)")
+    parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16", "fp16"),
+        default="auto",
+        help="auto (default) picks what predict/train pick on this device; fp32 runs inference on the model as "
+        "built, as predict --precision fp32 does",
+    )
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
+    parser.add_argument("--mode", choices=("infer", "train"), default="infer", help="inference or a training step")
+    parser.add_argument("--repeats", type=int, default=10, help="timed runs per model after warm-up (>= 5, default 10)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs first (default 2)")
+    parser.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="build atrous models at this stride")
+    parser.add_argument("--num-classes", type=int, default=21, help="classes (default 21)")
+    parser.add_argument("--json", action="store_true", help="one JSON object per model instead of the table")
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:,.0f}"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..benchmark import bench_model, conv_ceiling
+    from ..benchmark.runner import resolve_bench_precision, uses_channels_last
+
+    if args.size < 32 or args.batch < 1:
+        raise ValueError(f"--size must be >= 32 and --batch >= 1, got {args.size} and {args.batch}")
+    if args.repeats < 5:
+        raise ValueError(f"--repeats must be at least 5, got {args.repeats}")
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda but CUDA is not available on this machine")
+    dtype, resolved = resolve_bench_precision(args.mode, args.precision, device)
+    channels_last = uses_channels_last(args.mode, args.precision)
+    ceiling = conv_ceiling(device, dtype, channels_last=channels_last, train=args.mode == "train")
+    if not args.json:
+        layout = "channels_last" if channels_last else "NCHW"
+        print(
+            f"atrous bench: {args.mode}, {resolved}, {layout}, batch {args.batch}×3×{args.size}×{args.size}, "
+            f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+        )
+        print(f"ceiling: {ceiling:,.0f} GFLOP/s (3×3 conv 256→256 on 128×128, same precision, layout and mode)")
+        width = max(len("model"), *(len(m) for m in args.models))
+        header = (
+            f"{'model':<{width}} {'params M':>8} {'GFLOPs':>8} {'median ms':>9} {'img/s':>7} "
+            f"{'peak MiB':>9} {'GFLOP/s':>8} {'of ceiling':>10}"
+        )
+        print(header)
+        print("-" * len(header))
+    for name in args.models:
+        result = bench_model(
+            name,
+            mode=args.mode,
+            precision=args.precision,
+            device=device,
+            batch=args.batch,
+            size=args.size,
+            repeats=args.repeats,
+            warmup=args.warmup,
+            num_classes=args.num_classes,
+            output_stride=args.output_stride,
+            ceiling=ceiling,
+        )
+        if args.json:
+            print(json.dumps(result.as_dict()), flush=True)
+            continue
+        print(
+            f"{name:<{width}} {result.params / 1e6:>8.2f} {result.gflops:>8.1f} {result.latency_s * 1e3:>9.1f} "
+            f"{result.images_per_s:>7.2f} {_mib(result.peak_memory_bytes):>9} "
+            f"{result.achieved_gflops_per_s:>8.0f} {result.ceiling_fraction:>10.1%}",
+            flush=True,
+        )
+    return 0
