@@ -24,7 +24,7 @@ Pairs (same weights where the modules are the same):
   ``deeplabv3_resnet50`` — identical architecture; torchvision's weights are loaded
   into atrous, so the logits agree and the label agreement of the two paths is measured
   (on a trained model with ``--weights``: an atrous run folder of ``deeplabv3_resnet50``,
-  evaluated on CamVid validation images resized to 512×512).
+  evaluated on CamVid validation images scaled by 1.5 and centre-cropped to 512×512).
 * ``deeplabv3plus``: atrous ``deeplabv3plus_resnet50`` (OS 16) vs
   ``smp.DeepLabV3Plus("resnet50")`` (OS 16): same encoder weights; the heads differ
   (smp's ASPP branches are depthwise separable), so parameters and GFLOPs are shown.
@@ -153,10 +153,10 @@ _fast_cache: dict[int, nn.Module] = {}
 def _agreement_one(ours: nn.Module, reference: nn.Module, image: torch.Tensor) -> float:
     from atrous.inference.fast import fast_model, resolve_precision
 
+    dtype = resolve_precision("auto", torch.device("cpu"))
     fast = _fast_cache.get(id(ours))
     if fast is None:
-        fast = _fast_cache[id(ours)] = fast_model(ours)
-    dtype = resolve_precision("auto", torch.device("cpu"))
+        fast = _fast_cache[id(ours)] = fast_model(ours, dtype=dtype)
     autocast = torch.autocast("cpu", dtype=dtype) if dtype is not None else nullcontext()
     with torch.inference_mode():
         with autocast:
@@ -166,7 +166,9 @@ def _agreement_one(ours: nn.Module, reference: nn.Module, image: torch.Tensor) -
 
 
 def camvid_images(count: int) -> list[torch.Tensor]:
-    """CamVid validation images resized to 512×512 and normalised as training normalises."""
+    """CamVid validation images as 512×512 inputs the model could have been trained on:
+    scaled by 1.5 (inside the recipe's 0.5–2.0 scale augmentation, aspect kept), centre
+    crop, normalised as training normalises."""
     from PIL import Image
 
     from atrous.data.constants import IMAGENET_MEAN, IMAGENET_STD
@@ -177,10 +179,14 @@ def camvid_images(count: int) -> list[torch.Tensor]:
         raise SystemExit(f"no CamVid validation images in {root}; set ATROUS_DATA to the folder holding camvid/")
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    side = INFER_SHAPE[-1]
     images = []
     for path in files:
-        rgb = Image.open(path).convert("RGB").resize(INFER_SHAPE[-1:] * 2, Image.BILINEAR)
-        x = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(1, *INFER_SHAPE[-2:], 3)
+        rgb = Image.open(path).convert("RGB")
+        rgb = rgb.resize((round(rgb.width * 1.5), round(rgb.height * 1.5)), Image.BILINEAR)
+        left, top = (rgb.width - side) // 2, (rgb.height - side) // 2
+        rgb = rgb.crop((left, top, left + side, top + side))
+        x = torch.frombuffer(bytearray(rgb.tobytes()), dtype=torch.uint8).view(1, side, side, 3)
         images.append(((x.permute(0, 3, 1, 2).float() / 255) - mean) / std)
     return images
 

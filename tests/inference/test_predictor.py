@@ -148,3 +148,18 @@ def test_memory_model_and_tile_plan():
     assert plan.tile % 32 == 0 and 1000.0 * plan.tile**2 * plan.batch * 1.25 <= 2**30
     with pytest.raises(MemoryError, match="raise the memory budget"):
         plan_tiles(MemoryModel(per_pixel=1000.0, fixed=0.0), 2**20)
+
+
+def test_fast_model_casts_conv_weights_once_with_the_same_results():
+    """Weights stored in bf16 give what autocast gives when it casts them on every call."""
+    from atrous.inference.fast import fast_model
+
+    torch.manual_seed(0)
+    model = atrous.create_model("pspnet_resnet50", num_classes=3).eval()
+    x = torch.randn(1, 3, 96, 96).contiguous(memory_format=torch.channels_last)
+    cast = fast_model(model, dtype=torch.bfloat16)
+    convs = [m for m in cast.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.dtype == torch.bfloat16 for m in convs)
+    assert next(model.parameters()).dtype == torch.float32  # the original is untouched
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(cast(x), fast_model(model)(x), rtol=0, atol=0)

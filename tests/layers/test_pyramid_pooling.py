@@ -27,3 +27,15 @@ def test_trains_with_batch_size_one():
     x = torch.randn(1, 16, 6, 6, requires_grad=True)
     ppm(x).sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_exportable_pooling_uses_the_native_kernel_in_eager_and_the_matrix_form_when_exporting(monkeypatch):
+    from atrous.layers import ExportableAdaptiveAvgPool2d
+    from atrous.layers import adaptive_pool as module
+
+    pool = ExportableAdaptiveAvgPool2d(3)
+    x = torch.randn(2, 5, 17, 23).contiguous(memory_format=torch.channels_last)
+    eager = pool(x)
+    assert torch.equal(eager, torch.nn.functional.adaptive_avg_pool2d(x, 3))
+    monkeypatch.setattr(module, "is_exporting", lambda: True)
+    torch.testing.assert_close(pool(x), eager, rtol=1e-6, atol=1e-6)

@@ -128,7 +128,7 @@ def step_function(
         if precision == "fp32":
             runner = model.to(device).eval()
         else:
-            runner = fast_model(model.to(device))
+            runner = fast_model(model.to(device), dtype=dtype)
             x = x.contiguous(memory_format=torch.channels_last)
 
         def infer() -> torch.Tensor:

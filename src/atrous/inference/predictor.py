@@ -146,7 +146,7 @@ class Predictor:
         self.autocast_dtype = resolve_precision(precision, self.device)
         self.precision = precision
         model = model.to(self.device).eval()
-        self.model = model if precision == "fp32" else fast_model(model, compile=compile)
+        self.model = model if precision == "fp32" else fast_model(model, compile=compile, dtype=self.autocast_dtype)
         self.channels_last = precision != "fp32"
         self.num_classes = int(getattr(model, "num_classes", 0)) or None
         self.output_stride = int(getattr(model, "output_stride", 1))

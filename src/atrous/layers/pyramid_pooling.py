@@ -55,5 +55,7 @@ class PyramidPooling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size = x.shape[-2:]
-        pooled = [resize(stage(x), size) for stage in self.stages]  # each (B, C/4, h, w)
+        # Each (B, C/4, h, w), in x's memory layout: concatenating mixed layouts is slow.
+        layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+        pooled = [resize(stage(x), size).contiguous(memory_format=layout) for stage in self.stages]
         return torch.cat([x, *pooled], dim=1)
