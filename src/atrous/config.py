@@ -49,6 +49,7 @@ class DataConfig:
     crop_size: list[int] = field(default_factory=lambda: [512, 512])
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
     hflip: float = 0.5
+    vflip: float = 0.0  # instance datasets only (nuclei and cells have no up or down)
     jitter: bool = True
     elastic: bool | float = False  # U-Net §3.1 elastic deformation; a number is its σ in pixels (true: 10)
     batch_size: int = 8

@@ -120,6 +120,11 @@ def export_model(
             PyTorch; nothing is written at ``path`` then.
     """
     format = _check_format(format)
+    if getattr(model, "task", "semantic") == "instance":
+        raise ExportError(
+            f"{model_name(model)} is an instance-segmentation model; export covers the semantic models (one "
+            "tensor in, logits out). torchvision's Mask R-CNN takes a list of images and returns a list of dicts."
+        )
     if opset is not None and format != "onnx":
         raise ValueError("opset applies to the onnx format only")
     opset = DEFAULT_OPSET if opset is None else int(opset)

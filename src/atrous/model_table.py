@@ -240,7 +240,7 @@ def measure_model(name: str, size: int = TABLE_SIZE) -> ModelRow:
 
 def model_rows(names: Iterable[str] | None = None, size: int = TABLE_SIZE) -> list[ModelRow]:
     """One :class:`ModelRow` per registered model (or per name given), in registry order."""
-    return [measure_model(name, size) for name in (list_models() if names is None else names)]
+    return [measure_model(name, size) for name in (list_models(task="semantic") if names is None else names)]
 
 
 def build_backbone(spec: BackboneSpec, *, device: str | torch.device = "meta") -> nn.Module:

@@ -29,7 +29,7 @@ from atrous.export import DEFAULT_OPSET, ExportCheck, ExportError, export_model
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-MODELS = atrous.list_models()
+MODELS = atrous.list_models(task="semantic")
 NUM_CLASSES = 3
 EXAMPLE = (2, 64, 80)  # (batch, height, width) the model is traced with
 SECOND = (1, 96, 72)  # a second size for the same file

@@ -6,7 +6,7 @@ import torch
 import atrous
 from atrous.models import SegmentationModel
 
-MODELS = atrous.list_models()
+MODELS = atrous.list_models(task="semantic")
 
 
 def test_registry_has_the_foundation_families():

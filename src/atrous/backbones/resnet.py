@@ -230,10 +230,14 @@ def create_resnet(
     multi_grid: Sequence[int] | None = None,
     in_chans: int = 3,
     pretrained: str | None = None,
+    norm_layer: type[nn.Module] = nn.BatchNorm2d,
 ) -> ResNet:
-    """Build ``resnet18/34/50/101``; ``pretrained`` is a file, URL or torchvision weight name."""
+    """Build ``resnet18/34/50/101``; ``pretrained`` is a file, URL or torchvision weight name.
+    ``norm_layer`` replaces every batch norm (Mask R-CNN fine-tunes with frozen ones)."""
     block, layers, weights_enum = _RESNET_SPECS[name]
-    model = ResNet(block, layers, output_stride=output_stride, multi_grid=multi_grid, in_chans=in_chans)
+    model = ResNet(
+        block, layers, output_stride=output_stride, multi_grid=multi_grid, in_chans=in_chans, norm_layer=norm_layer
+    )
     model.torchvision_weights = weights_enum
     if pretrained:
         model.load_pretrained(pretrained)

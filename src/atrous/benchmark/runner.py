@@ -80,6 +80,10 @@ def build_bench_model(name: str, *, num_classes: int = 21, output_stride: int | 
                 f"{name} has a fixed output stride of 8 in torchvision; got --output-stride {output_stride}"
             )
         return get_model(bare, weights=None, weights_backbone=None, num_classes=num_classes, aux_loss=False)
+    from ..models import model_task
+
+    if model_task(name) != "semantic":
+        raise ValueError(f"{name} is an instance-segmentation model; atrous bench measures semantic models")
     kwargs = {} if output_stride is None else {"output_stride": output_stride}
     return create_model(name, num_classes=num_classes, **kwargs)
 

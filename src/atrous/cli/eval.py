@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model = load_trained_model(args.model).to(device)
+    if getattr(model, "task", "semantic") == "instance":
+        return _run_instance(args, config, model, device)
     if output_stride:
         model.set_output_stride(output_stride)
     data = config.data
@@ -80,4 +82,30 @@ def run(args: argparse.Namespace) -> int:
             **metrics.as_dict(names),
         }
         atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
+    return 0
+
+
+def _run_instance(args: argparse.Namespace, config, model, device) -> int:
+    """Box and mask AP (COCO definitions, pycocotools) of an instance model."""
+    from ..atomic import atomic_write_text
+    from ..engine.instance_trainer import build_instance_datasets, evaluate_instances, instance_val_loader
+    from ..instance_metrics import summarize
+
+    if args.scales or args.ms or args.flip or args.output_stride or args.tile:
+        raise ValueError("--scales, --flip, --output-stride and --tile apply to semantic models, not instance ones")
+    if args.split:
+        config.data.val_split = args.split
+    _, dataset = build_instance_datasets(config, train=False)
+    if dataset.num_classes != model.num_classes:
+        raise ValueError(
+            f"the model predicts {model.num_classes} classes but the dataset has {dataset.num_classes} "
+            "(background included)"
+        )
+    metrics = evaluate_instances(
+        model, instance_val_loader(dataset, config), model.num_classes, device=device, progress=True
+    )
+    print(f"model {args.model}  split {config.data.val_split}  images {len(dataset)}")
+    print(summarize(metrics))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(metrics, indent=2) + "\n")
     return 0

@@ -35,13 +35,14 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         model = create_model(name, num_classes=args.num_classes).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        line = f"{name:<{width}}  {params:>10.2f}  {model.output_stride:>2}"
+        instance = getattr(model, "task", "semantic") == "instance"
+        line = f"{name:<{width}}  {params:>10.2f}  {'-' if instance else model.output_stride:>2}"
         if x is not None:
             start = time.perf_counter()
             with torch.inference_mode():
-                out = model(x)
+                out = model(list(x)) if instance else model(x)
             seconds = time.perf_counter() - start
-            shape = "×".join(str(s) for s in out.shape)
+            shape = f"{len(out[0]['boxes'])} instances" if instance else "×".join(str(s) for s in out.shape)
             line += f"  {shape:<20}  {seconds:>6.2f}"
         print(line, flush=True)
     return 0

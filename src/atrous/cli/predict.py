@@ -29,6 +29,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (slow first image)")
     parser.add_argument("--memory", default="2GiB", help="working-memory budget per image (default 2GiB)")
     add_tta_options(parser)
+    instance = parser.add_argument_group("instance models (Mask R-CNN)")
+    instance.add_argument(
+        "--score-threshold", type=float, default=0.5, help="keep instances scoring at least this (default 0.5)"
+    )
+    instance.add_argument("--masks", action="store_true", help="also write one PNG per instance: NAME_masks/NNN.png")
+    instance.add_argument("--coco", type=Path, help="also write all instances as COCO results JSON to this file")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,6 +50,10 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--alpha must be between 0 and 1, got {args.alpha}")
     paths = expand_inputs(args.inputs)
     model = load_trained_model(args.model)
+    if getattr(model, "task", "semantic") == "instance":
+        return _run_instance(args, model, paths)
+    if args.masks or args.coco:
+        raise ValueError("--masks and --coco are for instance models; this model is a semantic one")
     if args.output_stride:
         model.set_output_stride(args.output_stride)
     predictor = Predictor(
@@ -85,3 +95,54 @@ def _save_npy(path: str, array) -> None:
 
 def _tile(result) -> str:
     return f", tiles {result.tile}" if result.tile else ""
+
+
+def _run_instance(args: argparse.Namespace, model, paths: list[Path]) -> int:
+    """An overlay per image (one colour per instance), optional per-instance masks and COCO JSON."""
+    import json
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from ..atomic import atomic_write_text
+    from ..data.errors import DatasetError
+    from ..engine.trainer import resolve_device
+    from ..inference import InstancePredictor, save_rgb_png
+
+    if args.probabilities or args.scales or args.ms or args.flip or args.output_stride or args.tile:
+        raise ValueError("--probabilities and the test-time options apply to semantic models, not instance ones")
+    predictor = InstancePredictor(model, device=resolve_device(args.device), score_threshold=args.score_threshold)
+    records: list[dict] = []
+    images: list[dict] = []
+    failed = []
+    for image_id, path in enumerate(tqdm(paths, desc="predict", unit="image", disable=len(paths) < 2), start=1):
+        try:
+            result = predictor(path)
+        except (DatasetError, OSError, ValueError) as exc:
+            failed.append(path)
+            tqdm.write(f"atrous predict: skipped {path}: {exc}", file=sys.stderr)
+            continue
+        save_rgb_png(result.overlay(args.alpha), args.out / f"{path.stem}_overlay.png")
+        if args.masks:
+            for i, mask in enumerate(result.masks):
+                save_rgb_png(
+                    np.repeat(mask[..., None] * np.uint8(255), 3, axis=2),
+                    args.out / f"{path.stem}_masks" / f"{i:03d}.png",
+                )
+        if args.coco is not None:
+            height, width = result.image.shape[:2]
+            images.append({"id": image_id, "file_name": str(path), "height": height, "width": width})
+            records.extend(result.to_coco(image_id))
+        tqdm.write(f"{path} -> {len(result)} instances (score >= {args.score_threshold})")
+    if args.coco is not None:
+        names = list(getattr(model, "metadata", {}).get("class_names", []))
+        payload = {
+            "images": images,
+            "annotations": records,
+            "categories": [{"id": i, "name": name} for i, name in enumerate(names) if i > 0],
+        }
+        atomic_write_text(args.coco, json.dumps(payload) + "\n")
+    if failed:
+        print(f"atrous predict: {len(failed)} of {len(paths)} images failed", file=sys.stderr)
+        return 2
+    return 0

@@ -41,6 +41,15 @@ def run(args: argparse.Namespace) -> int:
             run_dir = Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         if (run_dir / "last.pt").exists():
             raise ValueError(f"{run_dir} already holds a run (last.pt): pass --resume, or choose another --run-dir")
+    from ..models import model_task
+
+    if model_task(config.model.name) == "instance":
+        from ..engine.instance_trainer import InstanceTrainer
+
+        result = InstanceTrainer(config, run_dir, resume=args.resume).run()
+        print(f"trained {result.steps} steps; best validation mask AP {result.best_miou:.4f}")
+        print(f"run folder: {result.run_dir}  (best model: {result.run_dir / 'best'})")
+        return 0
     result = Trainer(config, run_dir, resume=args.resume).run()
     print(f"trained {result.steps} steps; best validation mIoU {result.best_miou:.4f}")
     print(f"run folder: {result.run_dir}  (best model: {result.run_dir / 'best'}, plots: {result.run_dir / 'plots'})")

@@ -1,5 +1,6 @@
 """Inference: predictors, visualisation, loading trained models."""
 
+from .instances import InstancePrediction, InstancePredictor
 from .loading import load_trained_model
 from .portrait import portrait
 from .predictor import Prediction, Predictor
@@ -7,6 +8,8 @@ from .torchvision_models import load_torchvision_model
 from .visualize import colorize, default_palette, overlay, save_label_png, save_rgb_png
 
 __all__ = [
+    "InstancePrediction",
+    "InstancePredictor",
     "Prediction",
     "Predictor",
     "colorize",

@@ -141,6 +141,8 @@ class Predictor:
             raise ValueError(f"tile must be a positive integer, got {tile!r}")
         if not scales or any(s <= 0 for s in scales):
             raise ValueError(f"scales must be positive, got {list(scales)}")
+        if getattr(model, "task", "semantic") == "instance":
+            raise ValueError("Predictor is for semantic models; use atrous.inference.InstancePredictor for Mask R-CNN")
         self.device = torch.device(device)
         meta = getattr(model, "metadata", None) or {}
         self.autocast_dtype = resolve_precision(precision, self.device)

@@ -7,6 +7,7 @@ from .image_pooling import GlobalAvgPool, ImagePooling
 from .norm import PooledBatchNorm2d
 from .padding import crop, mirror_pad
 from .pyramid_pooling import PyramidPooling
+from .roi_align import RoIAlign, RoIPool, roi_align, roi_pool
 from .separable import SeparableConvNormAct
 from .tap_conv import TapConv2d, conv2d_taps, use_tap_convs
 from .upsample import ALIGN_CORNERS, Upsample, bilinear_kernel, resize
@@ -21,6 +22,8 @@ __all__ = [
     "ImagePooling",
     "PooledBatchNorm2d",
     "PyramidPooling",
+    "RoIAlign",
+    "RoIPool",
     "SeparableConvNormAct",
     "TapConv2d",
     "Upsample",
@@ -30,6 +33,8 @@ __all__ = [
     "crop",
     "mirror_pad",
     "resize",
+    "roi_align",
+    "roi_pool",
     "same_padding",
     "set_conv_dilation",
     "use_tap_convs",

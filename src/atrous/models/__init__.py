@@ -1,7 +1,7 @@
 """Model families; importing this package registers every model."""
 
-from . import deeplab, deeplab_v1, deeplab_v2, fcn, fcn_vgg, pspnet, unet  # noqa: F401  (registration side effects)
-from ._registry import create_model, is_model, list_models, model_entrypoint, register_model
+from . import deeplab, deeplab_v1, deeplab_v2, fcn, fcn_vgg, mask_rcnn, pspnet, unet  # noqa: F401  (registration)
+from ._registry import create_model, is_model, list_models, model_entrypoint, model_task, register_model
 from .segmentor import SegmentationModel
 from .weights import load_checkpoint, load_model, save_pretrained
 
@@ -13,6 +13,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "model_entrypoint",
+    "model_task",
     "register_model",
     "save_pretrained",
 ]

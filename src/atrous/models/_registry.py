@@ -12,27 +12,48 @@ if TYPE_CHECKING:
     from .segmentor import SegmentationModel
 
 _model_entrypoints: dict[str, Callable[..., SegmentationModel]] = {}
+_model_tasks: dict[str, str] = {}
+TASKS = ("semantic", "instance")
 
 
-def register_model(fn: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
-    """Register a model-building function under its own name."""
-    name = fn.__name__
-    if name in _model_entrypoints:
-        raise ValueError(f"model {name!r} is registered twice")
+def register_model(fn: Callable[..., SegmentationModel] | None = None, *, task: str = "semantic"):
+    """Register a model-building function under its own name: ``@register_model`` for a
+    semantic segmentation model, ``@register_model(task="instance")`` for an instance one."""
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
 
-    @functools.wraps(fn)
-    def build(**kwargs) -> SegmentationModel:
-        model = fn(**kwargs)
-        model.config["name"] = name  # what load_model rebuilds from
-        return model
+    def register(fn: Callable[..., SegmentationModel]) -> Callable[..., SegmentationModel]:
+        name = fn.__name__
+        if name in _model_entrypoints:
+            raise ValueError(f"model {name!r} is registered twice")
 
-    _model_entrypoints[name] = build
-    return build
+        @functools.wraps(fn)
+        def build(**kwargs) -> SegmentationModel:
+            model = fn(**kwargs)
+            model.config["name"] = name  # what load_model rebuilds from
+            return model
+
+        _model_entrypoints[name] = build
+        _model_tasks[name] = task
+        return build
+
+    return register if fn is None else register(fn)
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names, sorted, optionally filtered by a glob (``"deeplab*"``)."""
-    return sorted(n for n in _model_entrypoints if fnmatch.fnmatch(n, pattern))
+def list_models(pattern: str = "*", *, task: str | None = None) -> list[str]:
+    """Registered model names, sorted, optionally filtered by a glob (``"deeplab*"``) and
+    by task (``"semantic"`` or ``"instance"``)."""
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    return sorted(
+        n for n in _model_entrypoints if fnmatch.fnmatch(n, pattern) and (task is None or _model_tasks[n] == task)
+    )
+
+
+def model_task(name: str) -> str:
+    """``"semantic"`` or ``"instance"``: what the registered model ``name`` predicts."""
+    model_entrypoint(name)  # a clear error for unknown names
+    return _model_tasks[name]
 
 
 def is_model(name: str) -> bool:
