@@ -364,3 +364,27 @@ def test_agrees_with_pycocotools_load_res():
         for name, value in zip(names, reference.stats, strict=False):
             expected = math.nan if value == -1 else value
             assert ours[f"{kind}_{name}"] == pytest.approx(expected, abs=1e-12, nan_ok=True), f"{kind}_{name}"
+
+
+def test_three_hundred_instances_in_one_image():
+    """pycocotools 2.0.11's area() overflows at 256 masks in one call; an image of nuclei has 300+."""
+    import torch
+
+    from atrous.instance_metrics import InstanceEvaluator
+
+    masks = torch.zeros(300, 60, 100, dtype=torch.uint8)
+    boxes = []
+    for i in range(300):
+        y, x = divmod(i, 20)
+        masks[i, 4 * y : 4 * y + 3, 5 * x : 5 * x + 4] = 1
+        boxes.append([5 * x, 4 * y, 5 * x + 4, 4 * y + 3])
+    target = {
+        "boxes": torch.tensor(boxes, dtype=torch.float32),
+        "labels": torch.ones(300, dtype=torch.long),
+        "masks": masks,
+    }
+    prediction = {**target, "scores": torch.linspace(1, 0.5, 300), "masks": masks[:, None].float()}
+    evaluator = InstanceEvaluator(1, max_dets=300)
+    evaluator.update(0, prediction, target)
+    results = evaluator.compute()
+    assert results["mask_AP50"] == 1.0 and results["box_AP50"] == 1.0

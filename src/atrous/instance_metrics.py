@@ -48,6 +48,12 @@ _PREFIX = {"bbox": "box", "segm": "mask"}
 _AREAS = ("small", "medium", "large")
 
 
+def rle_areas(rles: list[dict]) -> list[int]:
+    """Pixel counts of RLE masks. One call per mask: pycocotools 2.0.11's ``area`` on a list
+    sizes its result array in uint8 and fails from 256 masks on (an image with 300 nuclei)."""
+    return [int(mask_utils.area(rle)) for rle in rles]
+
+
 class InstanceEvaluator:
     """Dataset-level COCO box and mask AP for instance segmentation (Mask R-CNN).
 
@@ -178,7 +184,7 @@ class InstanceEvaluator:
         if "area" in target:
             gt_area = _vector(target, "area", "target", n).tolist()
         elif gt_rles is not None:
-            gt_area = mask_utils.area(gt_rles).tolist() if n else []
+            gt_area = rle_areas(gt_rles) if n else []
         else:
             gt_area = [w * h for _, _, w, h in gt_boxes]
         iscrowd = _vector(target, "iscrowd", "target", n).astype(bool).tolist() if "iscrowd" in target else [0] * n
@@ -214,7 +220,7 @@ class InstanceEvaluator:
             ]
         if segm:
             dt_rles = _encode(dt_masks)
-            dt_area = mask_utils.area(dt_rles).tolist() if m else []
+            dt_area = rle_areas(dt_rles) if m else []
             dt_mask_boxes = mask_utils.toBbox(dt_rles).tolist() if m else []
             dts["segm"] = [
                 {

@@ -61,10 +61,17 @@ def test_train_eval_predict(nuclei_root, tmp_path, capsys):
     assert coco["categories"] == [{"id": 1, "name": "nucleus"}]
     assert len(list((out / f"{image.stem}_masks").glob("*.png"))) == len(coco["annotations"]) > 0
     first = coco["annotations"][0]
-    assert set(first) == {"image_id", "category_id", "bbox", "score", "segmentation"}
+    assert set(first) == {"id", "image_id", "category_id", "bbox", "score", "segmentation", "area", "iscrowd"}
+    from pycocotools.coco import COCO
+
+    ground_truth = COCO()
+    ground_truth.dataset = coco
+    ground_truth.createIndex()  # a valid COCO file: pycocotools indexes it
+    assert len(ground_truth.getAnnIds()) == len(coco["annotations"])
 
 
 def test_resume_continues_bit_exact(nuclei_root, tmp_path):
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: the same summation order in both runs
     try:
         full = InstanceTrainer(load_config(None, _overrides(nuclei_root, steps=4)), tmp_path / "full").run()
@@ -82,7 +89,7 @@ def test_resume_continues_bit_exact(nuclei_root, tmp_path):
             InstanceTrainer(config, tmp_path / "part", callbacks=[stop_at_2]).run()
         resumed = InstanceTrainer(config, tmp_path / "part", resume=True).run()
     finally:
-        torch.set_num_threads(2)
+        torch.set_num_threads(threads)
     loss = {r["step"]: r["loss"] for r in full.history if r["kind"] == "train"}
     assert [r["loss"] for r in resumed.history if r["kind"] == "train"] == [loss[3], loss[4]]
 

@@ -102,6 +102,7 @@ def _run_instance(args: argparse.Namespace, model, paths: list[Path]) -> int:
     import json
 
     import numpy as np
+    from pycocotools import mask as mask_utils
     from tqdm import tqdm
 
     from ..atomic import atomic_write_text
@@ -135,12 +136,13 @@ def _run_instance(args: argparse.Namespace, model, paths: list[Path]) -> int:
             records.extend(result.to_coco(image_id))
         tqdm.write(f"{path} -> {len(result)} instances (score >= {args.score_threshold})")
     if args.coco is not None:
+        # A COCO instances file (images, categories, annotations with ids, areas and RLE masks)
+        # whose annotations also carry their scores: COCO() reads it, loadRes takes its list.
+        for number, record in enumerate(records, start=1):
+            record.update(id=number, area=float(mask_utils.area(record["segmentation"])), iscrowd=0)
         names = list(getattr(model, "metadata", {}).get("class_names", []))
-        payload = {
-            "images": images,
-            "annotations": records,
-            "categories": [{"id": i, "name": name} for i, name in enumerate(names) if i > 0],
-        }
+        categories = [{"id": i, "name": name} for i, name in enumerate(names) if i > 0]
+        payload = {"images": images, "annotations": records, "categories": categories}
         atomic_write_text(args.coco, json.dumps(payload) + "\n")
     if failed:
         print(f"atrous predict: {len(failed)} of {len(paths)} images failed", file=sys.stderr)

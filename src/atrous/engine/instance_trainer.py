@@ -322,9 +322,9 @@ class InstanceTrainer:
 
     def evaluate_and_track(self) -> dict[str, Any]:
         """Evaluate on the validation split, log, and keep the best model by mask AP."""
-        metrics = evaluate_instances(
-            self.model, self.val_loader, self.num_classes, device=self.device, autocast_dtype=self.autocast_dtype
-        )
+        # In float32 whatever the training precision: box coordinates and mask scores in bf16
+        # cost about 2 points of mask AP50 on the nuclei recipe (68.3 against 70.3).
+        metrics = evaluate_instances(self.model, self.val_loader, self.num_classes, device=self.device)
         record = {"kind": "val", "step": self.step, **metrics}
         self._log(record)
         score = metrics["mask_AP"] if not math.isnan(metrics["mask_AP"]) else -math.inf

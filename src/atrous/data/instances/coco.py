@@ -398,7 +398,7 @@ def targets_to_coco(
         if not labels:
             continue
         rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0)))  # (H, W, N) Fortran order
-        areas = mask_utils.area(rles)
+        areas = [int(mask_utils.area(rle)) for rle in rles]  # one by one: area() of 256+ RLEs overflows
         boxes = mask_utils.toBbox(rles)
         for rle, area, box, label, is_crowd in zip(rles, areas, boxes, labels, crowd, strict=True):
             coco["annotations"].append(
