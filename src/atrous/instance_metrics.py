@@ -43,15 +43,11 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from .data.instances.target import rle_areas
+
 IOU_TYPES = ("bbox", "segm")
 _PREFIX = {"bbox": "box", "segm": "mask"}
 _AREAS = ("small", "medium", "large")
-
-
-def rle_areas(rles: list[dict]) -> list[int]:
-    """Pixel counts of RLE masks. One call per mask: pycocotools 2.0.11's ``area`` on a list
-    sizes its result array in uint8 and fails from 256 masks on (an image with 300 nuclei)."""
-    return [int(mask_utils.area(rle)) for rle in rles]
 
 
 class InstanceEvaluator:

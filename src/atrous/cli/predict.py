@@ -101,7 +101,6 @@ def _run_instance(args: argparse.Namespace, model, paths: list[Path]) -> int:
     """An overlay per image (one colour per instance), optional per-instance masks and COCO JSON."""
     import json
 
-    import numpy as np
     from pycocotools import mask as mask_utils
     from tqdm import tqdm
 
@@ -109,6 +108,7 @@ def _run_instance(args: argparse.Namespace, model, paths: list[Path]) -> int:
     from ..data.errors import DatasetError
     from ..engine.trainer import resolve_device
     from ..inference import InstancePredictor, save_rgb_png
+    from ..inference.visualize import save_mask_png
 
     if args.probabilities or args.scales or args.ms or args.flip or args.output_stride or args.tile:
         raise ValueError("--probabilities and the test-time options apply to semantic models, not instance ones")
@@ -126,10 +126,7 @@ def _run_instance(args: argparse.Namespace, model, paths: list[Path]) -> int:
         save_rgb_png(result.overlay(args.alpha), args.out / f"{path.stem}_overlay.png")
         if args.masks:
             for i, mask in enumerate(result.masks):
-                save_rgb_png(
-                    np.repeat(mask[..., None] * np.uint8(255), 3, axis=2),
-                    args.out / f"{path.stem}_masks" / f"{i:03d}.png",
-                )
+                save_mask_png(mask, args.out / f"{path.stem}_masks" / f"{i:03d}.png")
         if args.coco is not None:
             height, width = result.image.shape[:2]
             images.append({"id": image_id, "file_name": str(path), "height": height, "width": width})

@@ -55,5 +55,10 @@ def save_rgb_png(array: np.ndarray, path: str | os.PathLike) -> None:
     _save(Image.fromarray(array), Path(path))
 
 
+def save_mask_png(mask: np.ndarray, path: str | os.PathLike) -> None:
+    """A binary mask as an 8-bit grayscale PNG: 255 inside, 0 outside."""
+    _save(Image.fromarray(np.where(np.asarray(mask, dtype=bool), 255, 0).astype(np.uint8), mode="L"), Path(path))
+
+
 def _save(img: Image.Image, path: Path) -> None:
     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))

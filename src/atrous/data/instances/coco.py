@@ -66,6 +66,7 @@ from .target import (
     empty_target,
     image_to_float,
     make_target,
+    rle_areas,
 )
 
 _MAX_LISTED = 5
@@ -398,7 +399,7 @@ def targets_to_coco(
         if not labels:
             continue
         rles = mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0)))  # (H, W, N) Fortran order
-        areas = [int(mask_utils.area(rle)) for rle in rles]  # one by one: area() of 256+ RLEs overflows
+        areas = rle_areas(rles)
         boxes = mask_utils.toBbox(rles)
         for rle, area, box, label, is_crowd in zip(rles, areas, boxes, labels, crowd, strict=True):
             coco["annotations"].append(
