@@ -1,4 +1,4 @@
-"""Shared fixtures: a fixed seed, two threads, an isolated torch.hub cache."""
+"""Shared fixtures: a fixed seed, two threads, an isolated torch.hub cache, a tiny training config."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from atrous.config import load_config
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
@@ -23,3 +25,31 @@ def torch_home(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("TORCH_HOME", str(home))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
     return home
+
+
+@pytest.fixture
+def tiny_config():
+    """A run that trains in about a second: DeepLab v3 (ResNet-18) on 32×32 synthetic shapes."""
+
+    def make(*overrides: str):
+        base = [
+            "model.name=deeplabv3_resnet18",
+            "data.dataset=synthetic",
+            "data.options={size: 32, num_classes: 3}",
+            "data.train_options={num_samples: 16, seed: 0}",
+            "data.val_options={num_samples: 4, seed: 1}",
+            "data.crop_size=[32, 32]",
+            "data.batch_size=4",
+            "data.val_batch_size=2",
+            "data.workers=0",
+            "train.steps=6",
+            "train.lr=0.01",
+            "train.eval_every=3",
+            "train.log_every=1",
+            "train.checkpoint_every=3",
+            "train.progress=false",
+            "train.amp=off",
+        ]
+        return load_config(None, [*base, *overrides])
+
+    return make

@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from atrous.config import load_config
-
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "data.py"
 
 
@@ -20,26 +18,8 @@ def bench_data():
     return module
 
 
-def _tiny_config(*overrides: str):
-    """DeepLab v3 (ResNet-18) on 32×32 synthetic shapes, as tests/engine/conftest.py's tiny_config."""
-    base = [
-        "model.name=deeplabv3_resnet18",
-        "data.dataset=synthetic",
-        "data.options={size: 32, num_classes: 3}",
-        "data.train_options={num_samples: 16, seed: 0}",
-        "data.val_options={num_samples: 4, seed: 1}",
-        "data.crop_size=[32, 32]",
-        "data.batch_size=4",
-        "data.val_batch_size=2",
-        "data.workers=1",
-        "train.progress=false",
-        "train.amp=off",
-    ]
-    return load_config(None, [*base, *overrides])
-
-
-def test_measure_reports_positive_finite_numbers(bench_data, tmp_path):
-    result = bench_data.measure(_tiny_config(), batches=3, train_steps=1, run_dir=tmp_path)
+def test_measure_reports_positive_finite_numbers(bench_data, tiny_config, tmp_path):
+    result = bench_data.measure(tiny_config("data.workers=1"), batches=3, train_steps=1, run_dir=tmp_path)
     assert result["workers"] == 1
     assert result["batch_size"] == 4
     assert result["loader_batches"] == 3

@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from atrous.config import load_config
-
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "train_curve.py"
 STEPS = 3
 
@@ -33,31 +31,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _tiny_config(*overrides: str):
-    """DeepLab v3 (ResNet-18) on 32×32 synthetic shapes, as tests/engine/conftest.py's tiny_config."""
-    base = [
-        "model.name=deeplabv3_resnet18",
-        "data.dataset=synthetic",
-        "data.options={size: 32, num_classes: 3}",
-        "data.train_options={num_samples: 16, seed: 0}",
-        "data.val_options={num_samples: 4, seed: 1}",
-        "data.crop_size=[32, 32]",
-        "data.batch_size=4",
-        "data.val_batch_size=2",
-        "data.workers=0",
-        "train.lr=0.01",
-        "train.seed=3",
-    ]
-    return load_config(None, [*base, *overrides])
-
-
 def test_moving_average_is_trailing_and_keeps_the_length(train_curve):
     assert train_curve.moving_average([1.0, 3.0, 5.0, 7.0], 2) == [1.0, 2.0, 4.0, 6.0]
     assert train_curve.moving_average([2.0, 4.0], 5) == [2.0, 3.0]
 
 
-def test_compare_runs_three_curves_and_a_verdict(train_curve, tmp_path, one_thread):
-    result = train_curve.compare(_tiny_config(), steps=STEPS, window=2, run_dir=tmp_path)
+def test_compare_runs_three_curves_and_a_verdict(train_curve, tiny_config, tmp_path, one_thread):
+    result = train_curve.compare(tiny_config("train.seed=3"), steps=STEPS, window=2, run_dir=tmp_path)
     runs = result["runs"]
     assert list(runs) == ["fp32", "fast", "fp32_seed+1"]
     for run in runs.values():
