@@ -30,6 +30,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -38,18 +39,13 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ itself, also when loaded by path
+from _trainer_runs import CPU_OVERRIDES, DEFAULT_CONFIG, StopRun, data_overrides, release
+
 from atrous.config import Config, load_config
 from atrous.engine.trainer import Trainer
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = ROOT / "configs" / "deeplabv3plus_resnet50_os16_camvid.yaml"
 TARGET_RATIO = 3.0
-# bench/camvid.py's CPU sizes, with the default worker count (DataConfig.workers).
-CPU_OVERRIDES = ["data.crop_size=[256, 256]", "data.batch_size=4", "data.workers=2"]
-
-
-class _StopRun(Exception):
-    """Raised from a Trainer callback to end ``run()`` once the measured steps are done."""
 
 
 class _TimedLoader:
@@ -108,13 +104,13 @@ def _time_steps(trainer: Trainer, steps: int, timed: _TimedLoader | None = None)
             torch.cuda.synchronize(trainer.device)
         marks.append((time.perf_counter(), timed.wait_s if timed is not None else 0.0))
         if step == steps + 1:
-            raise _StopRun
+            raise StopRun
 
     trainer.callbacks.append(mark)
     start = time.perf_counter()
     try:
         trainer.run()
-    except _StopRun:
+    except StopRun:
         pass
     finally:
         trainer.callbacks.remove(mark)
@@ -122,14 +118,6 @@ def _time_steps(trainer: Trainer, steps: int, timed: _TimedLoader | None = None)
         raise RuntimeError(f"the run stopped after {len(marks)} steps; expected {steps + 1}")
     (t1, wait1), (t_end, wait_end) = marks[0], marks[-1]
     return {"first_step_s": t1 - start, "seconds": t_end - t1, "wait_s": wait_end - wait1}
-
-
-def _release(trainer: Trainer) -> None:
-    """Drop the trainer's loaders (which ends their persistent workers) and free its memory."""
-    trainer.train_loader = trainer.val_loader = None  # type: ignore[assignment]
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def measure(config: Config, *, batches: int, train_steps: int, run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -169,7 +157,7 @@ def measure(config: Config, *, batches: int, train_steps: int, run_dir: str | os
         "autocast": {None: "off", torch.bfloat16: "bf16", torch.float16: "fp16"}[trainer.autocast_dtype],
         "channels_last": bool(config.train.channels_last),
     }
-    _release(trainer)
+    release(trainer)
     del trainer
     gc.collect()
 
@@ -178,7 +166,7 @@ def measure(config: Config, *, batches: int, train_steps: int, run_dir: str | os
     timed = _TimedLoader(trainer.train_loader)
     trainer.train_loader = timed  # type: ignore[assignment]
     real = _time_steps(trainer, train_steps, timed)
-    _release(trainer)
+    release(trainer)
     del trainer, timed
     gc.collect()
 
@@ -233,19 +221,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     args = parser.parse_args()
 
-    peek = load_config(args.config, args.overrides)
-    overrides = list(CPU_OVERRIDES)
-    # The bench never evaluates, but the Trainer builds a validation set: the training split
-    # stands in for it, so the benchmark needs no val/ folder.
-    overrides.append(f"data.val_split={peek.data.train_split}")
-    if peek.data.dataset == "camvid" and peek.data.root is None:
-        data_root = Path(os.environ.get("ATROUS_DATA", ROOT.parent / "shared" / "data")) / "camvid"
-        if not (data_root / peek.data.train_split).is_dir():
-            raise SystemExit(
-                f"CamVid not found at {data_root} (no {peek.data.train_split}/ folder); "
-                "set ATROUS_DATA to the folder holding camvid/"
-            )
-        overrides.append(f"data.root={data_root}")
+    overrides = [*CPU_OVERRIDES, *data_overrides(args.config, args.overrides)]
     config = load_config(args.config, [*overrides, *args.overrides])
 
     with tempfile.TemporaryDirectory(prefix="bench_data_") as run_dir:

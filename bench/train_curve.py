@@ -56,6 +56,7 @@ import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Iterable, Iterator
@@ -64,25 +65,20 @@ from typing import Any
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ itself, also when loaded by path
+from _trainer_runs import CPU_OVERRIDES, DEFAULT_CONFIG, StopRun, data_overrides, release
+
 from atrous.config import Config, load_config
 from atrous.engine.trainer import Trainer
 from atrous.layers import tap_conv
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_CONFIG = ROOT / "configs" / "deeplabv3plus_resnet50_os16_camvid.yaml"
 DEFAULT_MODEL = "deeplabv3_resnet50"
-# bench/camvid.py's CPU sizes, with the default worker count (DataConfig.workers).
-CPU_OVERRIDES = ["data.crop_size=[256, 256]", "data.batch_size=4", "data.workers=2"]
 # (name, amp, channels_last, seed offset): the three runs of the module docstring.
 RUNS = (
     ("fp32", "off", False, 0),
     ("fast", "auto", True, 0),
     ("fp32_seed+1", "off", False, 1),
 )
-
-
-class _StopRun(Exception):
-    """Raised from a Trainer callback to end ``run()`` after the last measured step."""
 
 
 class _HashedLoader:
@@ -143,12 +139,6 @@ def _run_config(config: Config, *, steps: int, amp: str, channels_last: bool, se
     return dataclasses.replace(config, train=train)
 
 
-def _release(trainer: Trainer) -> None:
-    """Drop the trainer's loaders (which ends their persistent workers) and free its memory."""
-    trainer.train_loader = trainer.val_loader = None  # type: ignore[assignment]
-    gc.collect()
-
-
 def train_curve(config: Config, steps: int, run_dir: Path) -> dict[str, Any]:
     """Train ``steps`` steps with the real Trainer; the per-step losses, timings and hashes."""
     trainer = Trainer(config, run_dir)
@@ -162,14 +152,14 @@ def train_curve(config: Config, steps: int, run_dir: Path) -> dict[str, Any]:
             torch.cuda.synchronize(trainer.device)
         marks.append(time.perf_counter())
         if step == steps:
-            raise _StopRun
+            raise StopRun
 
     trainer.callbacks.append(mark)
     choices_before = set(tap_conv._choices)
     start = time.perf_counter()
     try:
         trainer.run()
-    except _StopRun:
+    except StopRun:
         pass
     finally:
         trainer.callbacks.remove(mark)
@@ -194,7 +184,7 @@ def train_curve(config: Config, steps: int, run_dir: Path) -> dict[str, Any]:
         "step_s": (marks[-1] - marks[0]) / (steps - 1),
         "loss": losses,
     }
-    _release(trainer)
+    release(trainer)
     del trainer, hashed
     gc.collect()
     return result
@@ -311,19 +301,8 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     args = parser.parse_args()
 
-    peek = load_config(args.config, args.overrides)
     overrides = [f"model.name={DEFAULT_MODEL}", *CPU_OVERRIDES, f"train.warmup_steps={max(1, args.steps // 20)}"]
-    # Nothing is evaluated, but the Trainer builds a validation set: the training split
-    # stands in for it, so the benchmark needs no val/ folder.
-    overrides.append(f"data.val_split={peek.data.train_split}")
-    if peek.data.dataset == "camvid" and peek.data.root is None:
-        data_root = Path(os.environ.get("ATROUS_DATA", ROOT.parent / "shared" / "data")) / "camvid"
-        if not (data_root / peek.data.train_split).is_dir():
-            raise SystemExit(
-                f"CamVid not found at {data_root} (no {peek.data.train_split}/ folder); "
-                "set ATROUS_DATA to the folder holding camvid/"
-            )
-        overrides.append(f"data.root={data_root}")
+    overrides += data_overrides(args.config, args.overrides)
     config = load_config(args.config, [*overrides, *args.overrides])
 
     with tempfile.TemporaryDirectory(prefix="bench_train_curve_") as run_dir:

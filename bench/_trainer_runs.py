@@ -1,0 +1,50 @@
+"""What bench/data.py and bench/train_curve.py share: the CamVid recipe at CPU sizes, run
+through the real Trainer and stopped from a callback."""
+
+from __future__ import annotations
+
+import gc
+import os
+from pathlib import Path
+
+import torch
+
+from atrous.config import load_config
+from atrous.engine.trainer import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "configs" / "deeplabv3plus_resnet50_os16_camvid.yaml"
+# bench/camvid.py's CPU sizes, with the default worker count (DataConfig.workers).
+CPU_OVERRIDES = ["data.crop_size=[256, 256]", "data.batch_size=4", "data.workers=2"]
+
+
+class StopRun(Exception):
+    """Raised from a Trainer callback to end ``run()`` once the measured steps are done."""
+
+
+def release(trainer: Trainer) -> None:
+    """Drop the trainer's loaders (which ends their persistent workers) and free its memory."""
+    trainer.train_loader = trainer.val_loader = None  # type: ignore[assignment]
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def data_overrides(config_path: Path, overrides: list[str]) -> list[str]:
+    """Overrides that let the recipe run without a val/ folder and find CamVid.
+
+    The benches never evaluate, but the Trainer builds a validation set: the training split
+    stands in for it. CamVid without a ``data.root`` is looked for in ``$ATROUS_DATA/camvid``
+    (default ``<repo>/../shared/data/camvid``); its absence ends the script with a message.
+    """
+    peek = load_config(config_path, overrides)
+    result = [f"data.val_split={peek.data.train_split}"]
+    if peek.data.dataset == "camvid" and peek.data.root is None:
+        data_root = Path(os.environ.get("ATROUS_DATA", ROOT.parent / "shared" / "data")) / "camvid"
+        if not (data_root / peek.data.train_split).is_dir():
+            raise SystemExit(
+                f"CamVid not found at {data_root} (no {peek.data.train_split}/ folder); "
+                "set ATROUS_DATA to the folder holding camvid/"
+            )
+        result.append(f"data.root={data_root}")
+    return result
