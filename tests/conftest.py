@@ -1,4 +1,5 @@
-"""Shared fixtures: a fixed seed, two threads, an isolated torch.hub cache, a tiny training config."""
+"""Shared fixtures: a fixed seed, two threads, an isolated torch.hub cache and precision cache, a tiny
+training config."""
 
 from __future__ import annotations
 
@@ -11,6 +12,18 @@ import torch
 from atrous.config import load_config
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _precision_cache(tmp_path_factory):
+    """Measured precision decisions go to a cache of this test session, never the user's."""
+    previous = os.environ.get("ATROUS_CACHE")
+    os.environ["ATROUS_CACHE"] = str(tmp_path_factory.mktemp("atrous_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("ATROUS_CACHE", None)
+    else:
+        os.environ["ATROUS_CACHE"] = previous
 
 
 @pytest.fixture(autouse=True)

@@ -1,22 +1,25 @@
 """One model's benchmark: the same code paths ``atrous predict`` and ``atrous train`` run.
 
-* ``mode="infer"``: the :class:`~atrous.inference.Predictor`'s model path. With
-  ``precision="fp32"`` the model runs as built (eval, NCHW, float32); otherwise the fast
-  path (:func:`~atrous.inference.fast.fast_model`: conv-BN folded, channels_last, atrous
-  convolutions free to run as shifted 1×1 products) under autocast to the precision's
-  dtype, in ``torch.inference_mode``.
+* ``mode="infer"``: the :class:`~atrous.inference.Predictor`'s model path
+  (:func:`~atrous.inference.fast.inference_path`). With ``precision="fp32"`` the model
+  runs as built (eval, NCHW, float32); otherwise the fast path (conv-BN folded,
+  channels_last, atrous convolutions free to run as shifted 1×1 products) in the
+  precision ``auto`` measures to be fastest here (or the one named), in
+  ``torch.inference_mode``; ``int8`` runs the model ``atrous quantize`` wrote.
 * ``mode="train"``: the :class:`~atrous.engine.trainer.Trainer`'s step: channels_last,
-  autocast as ``train.amp`` resolves the precision (``fp32`` = off), the tap form of
-  atrous convolutions on the CPU, cross-entropy, SGD with momentum as
-  :func:`~atrous.engine.optim.build_optimizer` builds it (fused where supported).
+  autocast as ``train.amp`` resolves the precision (``auto`` by measurement, ``fp32`` =
+  off), the tap form of atrous convolutions on the CPU, cross-entropy, SGD with momentum
+  as :func:`~atrous.engine.optim.build_optimizer` builds it (fused where supported).
 
-Models are atrous registry names or ``torchvision:NAME`` (torchvision's own model of that
-name with random weights, for side-by-side runs; nothing is downloaded).
+Models are atrous registry names, ``torchvision:NAME`` (torchvision's own model of that
+name with random weights, for side-by-side runs; nothing is downloaded), or a trained
+model on disk (a run folder, a saved model, an int8 folder).
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -25,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..engine.amp import choose_training_precision, probe_shape, semantic_probe
 from ..engine.optim import build_optimizer
-from ..engine.trainer import resolve_amp
-from ..inference.fast import fast_model, resolve_precision
+from ..inference.fast import inference_path, is_int8_model
 from ..inference.memory import peak_bytes_during
 from ..layers.tap_conv import use_tap_convs
 from ..models import create_model
@@ -36,7 +39,7 @@ from .flops import count_flops
 from .timing import median, time_interleaved
 
 MODES = ("infer", "train")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 TORCHVISION_PREFIX = "torchvision:"
 
 
@@ -45,7 +48,7 @@ class BenchResult:
     model: str
     mode: str
     device: str
-    precision: str  # as resolved: fp32, bf16 or fp16
+    precision: str  # as resolved: fp32, bf16, fp16 or int8
     batch: int
     size: int
     params: int
@@ -56,6 +59,8 @@ class BenchResult:
     peak_memory_bytes: int
     achieved_gflops_per_s: float
     ceiling_gflops_per_s: float
+    decision: str = ""  # how the precision was chosen, with the probe's figures
+    layout: str = "NCHW"
 
     @property
     def ceiling_fraction(self) -> float:
@@ -65,8 +70,27 @@ class BenchResult:
         return asdict(self) | {"ceiling_fraction": self.ceiling_fraction}
 
 
-def build_bench_model(name: str, *, num_classes: int = 21, output_stride: int | None = None) -> nn.Module:
-    """An atrous registry model, or ``torchvision:NAME`` built by torchvision (random weights)."""
+def build_bench_model(
+    name: str, *, num_classes: int = 21, output_stride: int | None = None, precision: str = "auto"
+) -> nn.Module:
+    """An atrous registry model, ``torchvision:NAME`` built by torchvision (random weights),
+    or a trained model on disk (a run folder, saved model or int8 folder; ``precision="int8"``
+    loads a run's int8 model)."""
+    from ..models import list_models
+
+    if name not in list_models() and not name.startswith(TORCHVISION_PREFIX) and os.path.exists(name):
+        from ..inference.loading import load_inference_model
+
+        model = load_inference_model(name, precision)
+        if getattr(model, "task", "semantic") != "semantic":
+            raise ValueError(f"{name} is an instance-segmentation model; atrous bench measures semantic models")
+        if output_stride is not None:
+            if is_int8_model(model):
+                raise ValueError("--output-stride cannot change an int8 model (quantize the model at that stride)")
+            model.set_output_stride(output_stride)
+        return model
+    if precision == "int8":
+        raise ValueError(f"precision int8 needs a run folder with an int8 model (atrous quantize), got {name!r}")
     if name.startswith(TORCHVISION_PREFIX):
         from torchvision.models import get_model, list_models
         from torchvision.models import segmentation as tv_segmentation
@@ -88,27 +112,30 @@ def build_bench_model(name: str, *, num_classes: int = 21, output_stride: int | 
     return create_model(name, num_classes=num_classes, **kwargs)
 
 
-def uses_channels_last(mode: str, precision: str) -> bool:
-    """Training always runs channels_last; inference does except on the as-built fp32 path."""
-    return mode == "train" or precision != "fp32"
-
-
 def _logits(output) -> torch.Tensor:
     return output["out"] if isinstance(output, dict) else output
 
 
-def resolve_bench_precision(mode: str, precision: str, device: torch.device) -> tuple[torch.dtype | None, str]:
-    """(autocast dtype or None, its name) as predict (``infer``) or train (``train``) resolve ``precision``."""
+def check_precision(mode: str, precision: str, device: torch.device) -> None:
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if mode == "infer":
-        dtype = resolve_precision(precision, device)
-    else:
-        dtype, _ = resolve_amp("off" if precision == "fp32" else precision, device)
-    name = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
-    return dtype, name
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+    if precision == "int8" and (mode != "infer" or device.type != "cpu"):
+        raise ValueError("precision int8 is for inference on the CPU")
+
+
+@dataclass
+class Step:
+    """One benchmark call, as atrous runs it, and what it resolved to."""
+
+    run: Callable[[], object]
+    precision: str  # fp32, bf16, fp16 or int8
+    dtype: torch.dtype | None
+    channels_last: bool
+    decision: str
 
 
 def step_function(
@@ -121,33 +148,38 @@ def step_function(
     size: int,
     num_classes: int,
     seed: int = 0,
-) -> tuple[Callable[[], object], torch.dtype | None]:
+) -> Step:
     """A no-argument callable running one inference (or one training step) of ``model``
-    prepared as atrous runs it, on fixed random data; and the autocast dtype it uses."""
-    dtype, _ = resolve_bench_precision(mode, precision, device)
+    prepared as atrous runs it, on fixed random data, and the precision it resolved to."""
+    check_precision(mode, precision, device)
     generator = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, 3, size, size, generator=generator).to(device)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
     if mode == "infer":
-        if precision == "fp32":
-            runner = model.to(device).eval()
-        else:
-            runner = fast_model(model.to(device), dtype=dtype)
-            x = x.contiguous(memory_format=torch.channels_last)
+        path = inference_path(model.to(device).eval(), device, precision)
 
         def infer() -> torch.Tensor:
-            with torch.inference_mode(), autocast:
-                return _logits(runner(x))
+            with torch.inference_mode():
+                return path(x)
 
-        return infer, dtype
+        return Step(infer, path.precision, path.dtype, path.channels_last, path.choice.summary())
 
-    target = torch.randint(0, num_classes, (batch, size, size), generator=generator).to(device)
     model = model.to(device).train().to(memory_format=torch.channels_last)
-    x = x.contiguous(memory_format=torch.channels_last)
     if device.type == "cpu":
         use_tap_convs(model)
+    shape = probe_shape(batch, size, size)
+    choice = choose_training_precision(
+        "off" if precision == "fp32" else precision,
+        device,
+        model,
+        semantic_probe(shape, num_classes, device, channels_last=True),
+        shape,
+    )
+    dtype = choice.dtype
+    target = torch.randint(0, num_classes, (batch, size, size), generator=generator).to(device)
+    x = x.contiguous(memory_format=torch.channels_last)
     optimizer = build_optimizer(model, "sgd", lr=1e-3, weight_decay=1e-4)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype is torch.float16)
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
 
     def train_step() -> torch.Tensor:
         with autocast:
@@ -158,7 +190,7 @@ def step_function(
         optimizer.zero_grad(set_to_none=True)
         return loss.detach()
 
-    return train_step, dtype
+    return Step(train_step, choice.precision, dtype, True, choice.summary())
 
 
 def _flops(model: nn.Module, mode: str, batch: int, size: int, num_classes: int) -> int:
@@ -192,41 +224,44 @@ def bench_model(
     warmup: int = 2,
     num_classes: int = 21,
     output_stride: int | None = None,
-    ceiling: float | None = None,
+    ceiling: float | Callable[[str, bool], float] | None = None,
 ) -> BenchResult:
     """Parameters, FLOPs, median latency, throughput, peak memory and the fraction of
     this machine's measured ceiling for one model. ``ceiling`` (GFLOP/s) may be passed
-    in to measure it once for several models."""
+    in, or a function of (precision, channels_last) that measures and remembers it."""
     if batch < 1 or size < 32:
         raise ValueError(f"batch must be >= 1 and size >= 32, got batch={batch}, size={size}")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device cuda requested but CUDA is not available on this machine")
+    check_precision(mode, precision, device)
     torch.manual_seed(0)
-    model = build_bench_model(name, num_classes=num_classes, output_stride=output_stride)
-    params = sum(p.numel() for p in model.parameters())
-    flops = _flops(model, mode, batch, size, num_classes)
-    fn, dtype = step_function(
+    model = build_bench_model(name, num_classes=num_classes, output_stride=output_stride, precision=precision)
+    counted = _fp32_source(model)
+    params = sum(p.numel() for p in counted.parameters())
+    flops = _flops(counted, mode, batch, size, num_classes)
+    step = step_function(
         model, mode=mode, precision=precision, device=device, batch=batch, size=size, num_classes=num_classes
     )
-    latencies = time_interleaved({name: fn}, repeats=repeats, warmup=warmup, device=device)[name]
+    latencies = time_interleaved({name: step.run}, repeats=repeats, warmup=warmup, device=device)[name]
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-        fn()
+        step.run()
         peak = torch.cuda.max_memory_allocated(device)
+    elif is_int8_model(model):
+        peak = 0  # OpenVINO's memory is outside torch's view: not measured
     else:
-        peak = _state_bytes(model, optimizer_state=mode == "train") + peak_bytes_during(fn)
+        peak = _state_bytes(model, optimizer_state=mode == "train") + peak_bytes_during(step.run)
     latency = median(latencies)
     if ceiling is None:
-        ceiling = conv_ceiling(
-            device, dtype, channels_last=precision != "fp32" or mode == "train", train=mode == "train"
-        )
-    _, resolved = resolve_bench_precision(mode, precision, device)
+        ceiling = conv_ceiling(device, step.dtype, channels_last=step.channels_last, train=mode == "train")
+    elif callable(ceiling):
+        ceiling = ceiling(step.precision, step.channels_last)
     return BenchResult(
         model=name,
         mode=mode,
         device=str(device),
-        precision=resolved,
+        precision=step.precision,
         batch=batch,
         size=size,
         params=params,
@@ -237,4 +272,18 @@ def bench_model(
         peak_memory_bytes=int(peak),
         achieved_gflops_per_s=flops / latency / 1e9,
         ceiling_gflops_per_s=ceiling,
+        decision=step.decision,
+        layout="NHWC" if step.channels_last else "NCHW",
     )
+
+
+def _fp32_source(model: nn.Module) -> nn.Module:
+    """The float32 network whose parameters and FLOPs are counted: an int8 model's source
+    architecture, rebuilt from its recorded config at the stride it was quantized at."""
+    if not is_int8_model(model):
+        return model
+    config = dict(model.config)
+    source = create_model(config.pop("name"), **config).eval()
+    if source.output_stride != model.output_stride:
+        source.set_output_stride(model.output_stride)
+    return source

@@ -15,17 +15,18 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         nargs="*",
         default=["deeplabv3_resnet50"],
         metavar="MODEL",
-        help="registered model names or torchvision:NAME (torchvision's model, random weights); "
-        "default deeplabv3_resnet50",
+        help="registered model names, torchvision:NAME (torchvision's model, random weights) or a trained model "
+        "(run folder, saved model; with --precision int8 its int8 model); default deeplabv3_resnet50",
     )
     parser.add_argument("--size", type=int, default=512, help="input side in pixels (default 512)")
     parser.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     parser.add_argument(
         "--precision",
-        choices=("auto", "fp32", "bf16", "fp16"),
+        choices=("auto", "fp32", "bf16", "fp16", "int8"),
         default="auto",
-        help="auto (default) picks what predict/train pick on this device; fp32 runs inference on the model as "
-        "built, as predict --precision fp32 does",
+        help="auto (default) measures and picks what predict/train pick on this machine (the decision is shown); "
+        "fp32 runs inference on the model as built, as predict --precision fp32 does; int8 runs a run's "
+        "`atrous quantize` model",
     )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda")
     parser.add_argument("--mode", choices=("infer", "train"), default="infer", help="inference or a training step")
@@ -44,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..benchmark import bench_model, conv_ceiling
-    from ..benchmark.runner import resolve_bench_precision, uses_channels_last
+    from ..benchmark.runner import check_precision
+    from ..runtime import precision_dtype
 
     if args.size < 32 or args.batch < 1:
         raise ValueError(f"--size must be >= 32 and --batch >= 1, got {args.size} and {args.batch}")
@@ -53,23 +55,31 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda but CUDA is not available on this machine")
-    dtype, resolved = resolve_bench_precision(args.mode, args.precision, device)
-    channels_last = uses_channels_last(args.mode, args.precision)
-    ceiling = conv_ceiling(device, dtype, channels_last=channels_last, train=args.mode == "train")
+    check_precision(args.mode, args.precision, device)
+    ceilings: dict[tuple, float] = {}
+
+    def ceiling_for(precision: str, channels_last: bool) -> float:
+        # int8 rows are set against the fp32 channels_last ceiling (no int8 conv is timed)
+        dtype = precision_dtype(precision)
+        key = (dtype, channels_last)
+        if key not in ceilings:
+            ceilings[key] = conv_ceiling(device, dtype, channels_last=channels_last, train=args.mode == "train")
+        return ceilings[key]
+
     if not args.json:
-        layout = "channels_last" if channels_last else "NCHW"
+        layout = "channels_last" if args.mode == "train" or args.precision != "fp32" else "NCHW"
         print(
-            f"atrous bench: {args.mode}, {resolved}, {layout}, batch {args.batch}×3×{args.size}×{args.size}, "
+            f"atrous bench: {args.mode}, {args.precision}, {layout}, batch {args.batch}×3×{args.size}×{args.size}, "
             f"{device}, torch {torch.__version__}, {torch.get_num_threads()} threads"
         )
-        print(f"ceiling: {ceiling:,.0f} GFLOP/s (3×3 conv 256→256 on 128×128, same precision, layout and mode)")
         width = max(len("model"), *(len(m) for m in args.models))
         header = (
-            f"{'model':<{width}} {'params M':>8} {'GFLOPs':>8} {'median ms':>9} {'img/s':>7} "
-            f"{'peak MiB':>9} {'GFLOP/s':>8} {'of ceiling':>10}"
+            f"{'model':<{width}} {'prec':>4} {'layout':>6} {'params M':>8} {'GFLOPs':>8} {'median ms':>9} "
+            f"{'img/s':>7} {'peak MiB':>9} {'GFLOP/s':>8} {'ceiling':>8} {'of ceil':>7}"
         )
         print(header)
         print("-" * len(header))
+    decisions = []
     for name in args.models:
         result = bench_model(
             name,
@@ -82,15 +92,21 @@ def run(args: argparse.Namespace) -> int:
             warmup=args.warmup,
             num_classes=args.num_classes,
             output_stride=args.output_stride,
-            ceiling=ceiling,
+            ceiling=ceiling_for,
         )
         if args.json:
             print(json.dumps(result.as_dict()), flush=True)
             continue
+        peak = _mib(result.peak_memory_bytes) if result.peak_memory_bytes else "n/a"
         print(
-            f"{name:<{width}} {result.params / 1e6:>8.2f} {result.gflops:>8.1f} {result.latency_s * 1e3:>9.1f} "
-            f"{result.images_per_s:>7.2f} {_mib(result.peak_memory_bytes):>9} "
-            f"{result.achieved_gflops_per_s:>8.0f} {result.ceiling_fraction:>10.1%}",
+            f"{name:<{width}} {result.precision:>4} {result.layout:>6} {result.params / 1e6:>8.2f} "
+            f"{result.gflops:>8.1f} {result.latency_s * 1e3:>9.1f} {result.images_per_s:>7.2f} {peak:>9} "
+            f"{result.achieved_gflops_per_s:>8.0f} {result.ceiling_gflops_per_s:>8.0f} {result.ceiling_fraction:>7.1%}",
             flush=True,
         )
+        decisions.append(f"  {name}: {result.decision}")
+    if decisions:
+        print("ceiling: a 3×3 conv 256→256 on 128×128 in the row's precision, layout and mode (int8 rows: fp32's)")
+        print("precision decisions:")
+        print("\n".join(decisions))
     return 0

@@ -21,6 +21,27 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def run_config_path(model: Path, config: Path | None, need: str) -> Path:
+    """The recipe to read: ``--config`` when given, else the ``config.yaml`` of the run
+    folder that holds ``model`` (the folder itself, or a checkpoint's folder)."""
+    if config is not None:
+        return config
+    path = (model if model.is_dir() else model.parent) / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"no --config given and {path} does not exist: {need}")
+    return path
+
+
+def add_precision_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16", "fp16", "int8"),
+        help="auto (default): the fast path in fp32 or bf16, whichever measures faster on this machine with the "
+        "same labels (cached per machine); fp32: the model as trained; int8: the model `atrous quantize` wrote",
+    )
+
+
 def add_tta_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scales", type=float, nargs="+", help="test scales; --ms uses DeepLab v3's 0.5 … 1.75 (§4.3)")
     parser.add_argument("--ms", action="store_true", help="multi-scale test: scales 0.5, 0.75, 1.0, 1.25, 1.5, 1.75")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_config_options, add_tta_options, resolve_scales
+from .common import add_config_options, add_precision_option, add_tta_options, resolve_scales, run_config_path
 
 HELP = "evaluate a trained model on a dataset split"
 
@@ -17,6 +17,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     add_tta_options(parser)
     parser.add_argument("--split", help="dataset split (default: the config's val split)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add_precision_option(parser)
     parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
 
 
@@ -27,28 +28,24 @@ def run(args: argparse.Namespace) -> int:
     from ..atomic import atomic_write_text
     from ..config import load_config
     from ..engine.evaluator import evaluate
-    from ..engine.trainer import build_eval_dataset, resolve_device
-    from ..inference import load_trained_model
+    from ..engine.trainer import build_eval_dataset
+    from ..inference import inference_path, load_inference_model
     from ..metrics import format_table
+    from ..runtime import resolve_device
 
-    config_path = args.config
-    if config_path is None:
-        run_config = args.model / "config.yaml" if args.model.is_dir() else args.model.parent / "config.yaml"
-        if not run_config.is_file():
-            raise ValueError(f"no --config given and {run_config} does not exist: say which dataset to evaluate on")
-        config_path = run_config
-    config = load_config(config_path, args.overrides)
+    config = load_config(run_config_path(args.model, args.config, "say which dataset to evaluate on"), args.overrides)
     scales = resolve_scales(args, list(config.eval.scales))
     flip = args.flip or config.eval.flip
     output_stride = args.output_stride or config.eval.output_stride
     tile = args.tile or config.eval.tile
 
     device = resolve_device(args.device)
-    model = load_trained_model(args.model).to(device)
+    model = load_inference_model(args.model, args.precision).to(device)
     if getattr(model, "task", "semantic") == "instance":
         return _run_instance(args, config, model, device)
     if output_stride:
         model.set_output_stride(output_stride)
+    path = inference_path(model.eval(), device, args.precision)
     data = config.data
     dataset = build_eval_dataset(config, args.split)
     if dataset.num_classes != model.num_classes:
@@ -56,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     loader = DataLoader(dataset, batch_size=data.val_batch_size, num_workers=data.workers)
     with torch.inference_mode():
         matrix = evaluate(
-            model,
+            path.model,
             loader,
             model.num_classes,
             device=device,
@@ -65,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
             tile=tile,
             tile_overlap=config.eval.tile_overlap,
+            autocast_dtype=path.dtype,
         )
     metrics = matrix.compute()
     names = list(getattr(dataset, "class_names", [str(i) for i in range(model.num_classes)]))
@@ -72,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         f"model {args.model}  split {args.split or data.val_split}  scales {scales}  flip {flip}  "
         f"output stride {model.output_stride}" + (f"  tiles {tile}" if tile else "")
     )
+    print(f"precision {path.precision}: {path.choice.summary()}")
     print(format_table(metrics, names))
     if args.json:
         record = {
@@ -79,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
             "flip": flip,
             "output_stride": model.output_stride,
             "tile": tile,
+            "precision": path.precision,
             **metrics.as_dict(names),
         }
         atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
@@ -91,6 +91,8 @@ def _run_instance(args: argparse.Namespace, config, model, device) -> int:
     from ..engine.instance_trainer import build_instance_datasets, evaluate_instances, instance_val_loader
     from ..instance_metrics import summarize
 
+    if args.precision not in ("auto", "fp32"):
+        raise ValueError(f"--precision {args.precision} applies to semantic models; instance models evaluate in fp32")
     if args.scales or args.ms or args.flip or args.output_stride or args.tile:
         raise ValueError("--scales, --flip, --output-stride and --tile apply to semantic models, not instance ones")
     if args.split:

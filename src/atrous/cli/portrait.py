@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .common import add_precision_option
+
 HELP = "portrait mode: blur a photo's background, keep the person (or another class, or a mask) sharp"
 
 _JPEG_QUALITY = 95
@@ -43,15 +45,16 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="with --model, the shorter side the model sees (default 520; 0: full resolution)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add_precision_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from ..atomic import atomic_write
-    from ..engine.trainer import resolve_device
-    from ..inference.loading import load_trained_model
+    from ..inference.loading import load_inference_model
     from ..inference.portrait import load_rgb, portrait
+    from ..runtime import resolve_device
 
     suffix = args.output.suffix.lower()
     fmt = Image.registered_extensions().get(suffix)
@@ -62,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     if args.subject_class is not None and args.mask is not None:
         raise ValueError("--class chooses a model's class; it does not apply to --mask")
     image = load_rgb(args.input)  # unreadable input fails here, before a model is loaded
-    model = load_trained_model(args.model) if args.model is not None else None
+    if args.mask is not None and args.precision != "auto":
+        raise ValueError("--precision applies to --model; a --mask needs no model")
+    model = load_inference_model(args.model, args.precision) if args.model is not None else None
     result = portrait(
         image,
         model=model,
@@ -73,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         kernel=args.kernel,
         device=resolve_device(args.device),
         inference_size=args.inference_size or None,
+        precision=args.precision,
     )
     picture = Image.fromarray(result)
     options = {"quality": _JPEG_QUALITY} if fmt == "JPEG" else {}

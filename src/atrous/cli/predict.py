@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .common import add_tta_options, expand_inputs, resolve_scales
+from .common import add_precision_option, add_tta_options, expand_inputs, resolve_scales
 
 HELP = "predict label maps and overlays for images (files, folders, globs)"
 
@@ -20,12 +20,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity (default 0.5)")
     parser.add_argument("--probabilities", action="store_true", help="also write NAME_probs.npy (classes, H, W)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
-    parser.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "bf16", "fp16"),
-        help="auto: the fast path (folded BN, channels_last, bf16 where native); fp32: the model as trained",
-    )
+    add_precision_option(parser)
     parser.add_argument("--compile", action="store_true", help="torch.compile the model (slow first image)")
     parser.add_argument("--memory", default="2GiB", help="working-memory budget per image (default 2GiB)")
     add_tta_options(parser)
@@ -43,13 +38,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..atomic import atomic_write
     from ..data.errors import DatasetError
-    from ..engine.trainer import resolve_device
-    from ..inference import Predictor, load_trained_model, save_label_png, save_rgb_png
+    from ..inference import Predictor, load_inference_model, save_label_png, save_rgb_png
+    from ..runtime import resolve_device
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be between 0 and 1, got {args.alpha}")
     paths = expand_inputs(args.inputs)
-    model = load_trained_model(args.model)
+    model = load_inference_model(args.model, args.precision)
     if getattr(model, "task", "semantic") == "instance":
         return _run_instance(args, model, paths)
     if args.masks or args.coco:
@@ -66,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         flip=args.flip,
         tile=args.tile,
     )
+    print(f"atrous predict: precision {predictor.precision}: {predictor.path.choice.summary()}", file=sys.stderr)
     failed = []
     for path in tqdm(paths, desc="predict", unit="image", disable=len(paths) < 2):
         try:
@@ -106,9 +102,9 @@ def _run_instance(args: argparse.Namespace, model, paths: list[Path]) -> int:
 
     from ..atomic import atomic_write_text
     from ..data.errors import DatasetError
-    from ..engine.trainer import resolve_device
     from ..inference import InstancePredictor, save_rgb_png
     from ..inference.visualize import save_mask_png
+    from ..runtime import resolve_device
 
     if args.probabilities or args.scales or args.ms or args.flip or args.output_stride or args.tile:
         raise ValueError("--probabilities and the test-time options apply to semantic models, not instance ones")

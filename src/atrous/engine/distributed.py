@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -87,3 +90,12 @@ def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_object(value: T, src: int = 0) -> T:
+    """Rank ``src``'s ``value`` on every rank (a picklable object; one decision for all)."""
+    if not is_enabled():
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src)
+    return holder[0]

@@ -41,6 +41,8 @@ from ..data.instances import InstanceTrainTransforms, build_instance_dataset, co
 from ..data.root import resolve_root
 from ..instance_metrics import InstanceEvaluator
 from ..models import create_model
+from ..runtime import PrecisionChoice, resolve_device
+from .amp import choose_training_precision, instance_probe, probe_shape, validate_amp
 from .checkpoint import BEST, LAST, atomic_torch_save, load_training_checkpoint, rng_state, set_rng_state
 from .optim import build_optimizer, build_scheduler
 from .sampling import KeyedAugmentation, ResumableBatchSampler
@@ -49,8 +51,6 @@ from .trainer import (
     TrainingInterrupted,
     TrainResult,
     _worker_init,
-    resolve_amp,
-    resolve_device,
     seed_everything,
 )
 
@@ -146,7 +146,7 @@ class InstanceTrainer:
             raise ValueError("data.batch_size and data.val_batch_size must be >= 1")
         self.device = resolve_device(t.device)
         seed_everything(t.seed, t.deterministic)
-        self.autocast_dtype, use_scaler = resolve_amp(t.amp, self.device)
+        validate_amp(t.amp)
 
         self.train_set, self.val_set = build_instance_datasets(config)
         self.num_classes = m.num_classes or self.train_set.num_classes
@@ -166,13 +166,20 @@ class InstanceTrainer:
         if getattr(model, "task", "semantic") != "instance":
             raise ValueError(f"model {m.name!r} is not an instance-segmentation model")
         self.model = model.to(self.device)
+        shape = probe_shape(d.batch_size, *d.crop_size)
+        self.precision_choice: PrecisionChoice = choose_training_precision(
+            t.amp, self.device, self.model, instance_probe(shape, self.device), shape
+        )
+        self.autocast_dtype = self.precision_choice.dtype
+        if t.progress:
+            tqdm.write(f"train.amp={t.amp}: {self.precision_choice.summary()}")
         self.optimizer = build_optimizer(
             model, t.optimizer, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum, head_lr_mult=t.head_lr_mult
         )
         self.scheduler = build_scheduler(
             self.optimizer, t.steps, power=t.poly_power, warmup_steps=t.warmup_steps, warmup_ratio=t.warmup_ratio
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
         self.step = 0
         self._saved_step = -1
         self.best_map = -math.inf

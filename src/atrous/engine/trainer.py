@@ -43,7 +43,9 @@ from ..losses import SegmentationLoss, WeightedCrossEntropy, build_loss
 from ..metrics import ConfusionMatrix
 from ..models import SegmentationModel, create_model
 from ..models.unet import center_crop
+from ..runtime import PrecisionChoice, resolve_device
 from . import distributed as dist_utils
+from .amp import choose_training_precision, probe_shape, semantic_probe, validate_amp
 from .checkpoint import BEST, LAST, atomic_torch_save, load_training_checkpoint, rng_state, set_rng_state
 from .evaluator import evaluate
 from .optim import build_optimizer, build_scheduler
@@ -90,43 +92,6 @@ def _worker_init(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name!r} but CUDA is not available on this machine")
-    return device
-
-
-def cpu_has_native_bf16() -> bool:
-    """Whether oneDNN runs bf16 natively here (AVX-512 BF16 or AMX): then bf16 autocast
-    roughly halves CPU training time; without it, bf16 is emulated and slower than fp32."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def resolve_amp(amp: str | bool, device: torch.device) -> tuple[torch.dtype | None, bool]:
-    """(autocast dtype or None, whether a gradient scaler is needed)."""
-    if isinstance(amp, bool):
-        amp = "auto" if amp else "off"
-    if amp not in ("auto", "bf16", "fp16", "off"):
-        raise ValueError(f"train.amp must be auto, bf16, fp16 or off, got {amp!r}")
-    if amp == "off" or (amp == "auto" and device.type == "cpu" and not cpu_has_native_bf16()):
-        return None, False
-    if amp == "auto":
-        amp = "bf16" if device.type == "cpu" or torch.cuda.is_bf16_supported() else "fp16"
-    if amp == "fp16":
-        if device.type != "cuda":
-            raise ValueError("train.amp=fp16 needs CUDA; use bf16 or off on CPU")
-        return torch.float16, True
-    return torch.bfloat16, False
-
-
 def build_model(config: Config, num_classes: int) -> SegmentationModel:
     kwargs: dict[str, Any] = {"num_classes": num_classes}
     for key in ("output_stride", "multi_grid", "pretrained_backbone", "aux", "checkpoint_path"):
@@ -142,12 +107,16 @@ def build_model(config: Config, num_classes: int) -> SegmentationModel:
 def build_eval_dataset(config: Config, split: str | None = None):
     """The evaluation set as training validates and ``atrous eval`` measures it (one definition)."""
     data = config.data
+    split = split or data.val_split
+    # The split's own options (a synthetic split's seed and size): the training split
+    # evaluated is the one training saw.
+    split_options = data.train_options if split == data.train_split else data.val_options
     return build_dataset(
         data.dataset,
         root=resolve_root(data.dataset, data.root),
-        split=split or data.val_split,
+        split=split,
         transforms=eval_transforms(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        **{**data.options, **data.val_options},
+        **{**data.options, **split_options},
     )
 
 
@@ -188,7 +157,7 @@ class Trainer:
         self.device = resolve_device(t.device)
         self.dist = dist_utils.init_distributed(self.device)
         seed_everything(t.seed + self.dist.rank, t.deterministic)
-        self.autocast_dtype, use_scaler = resolve_amp(t.amp, self.device)
+        validate_amp(t.amp)
 
         self.train_set, self.val_set = build_datasets(config)
         self.num_classes = config.model.num_classes or self.train_set.num_classes
@@ -216,6 +185,8 @@ class Trainer:
             # ASPP's large rates hit a slow oneDNN path in bf16; the tap form is timed
             # against it once per shape (same parameters, same state dict).
             use_tap_convs(self.model)
+        self.precision_choice = self._choose_precision()
+        self.autocast_dtype = self.precision_choice.dtype
         self.aux_weight = t.aux_weight if t.aux_weight is not None else model.aux_weight
         if t.weight_map is not None:
             if t.loss != "ce" or t.class_weights is not None or t.loss_options:
@@ -240,7 +211,7 @@ class Trainer:
         self.scheduler = build_scheduler(
             self.optimizer, t.steps, power=t.poly_power, warmup_steps=t.warmup_steps, warmup_ratio=t.warmup_ratio
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=use_scaler)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
         self.step = 0
         self._saved_step = -1
         self.best_miou = -math.inf
@@ -271,6 +242,19 @@ class Trainer:
         self._stop_signal: int | None = None
         self._log_file = None
         self._tb = None
+
+    # -- precision ----------------------------------------------------------------------
+
+    def _choose_precision(self) -> PrecisionChoice:
+        """``train.amp`` resolved (``auto`` by timing this model's step here, see
+        :mod:`atrous.engine.amp`); under DDP rank 0 decides for every rank."""
+        d, t = self.config.data, self.config.train
+        shape = probe_shape(d.batch_size, *d.crop_size)
+        choice = None
+        if self.dist.is_main:
+            probe = semantic_probe(shape, self.num_classes, self.device, channels_last=t.channels_last)
+            choice = choose_training_precision(t.amp, self.device, self.model, probe, shape)
+        return dist_utils.broadcast_object(choice)
 
     # -- data ---------------------------------------------------------------------------
 
@@ -328,6 +312,7 @@ class Trainer:
             "scaler": self.scaler.state_dict(),
             "step": self.step,
             "best_miou": self.best_miou,
+            "precision": self.precision_choice.precision,
             "rng": rng_state(),
             "model_config": self.model.config,
             "metadata": self.metadata,
@@ -349,6 +334,12 @@ class Trainer:
         load_strict(self.model, checkpoint["model"], source=str(path))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
+        recorded = checkpoint.get("precision")
+        if self.config.train.amp in ("auto", True) and recorded and recorded != self.precision_choice.precision:
+            # amp=auto resolves once per run: a resumed run keeps the precision it trained in.
+            self.precision_choice = PrecisionChoice(recorded, "checkpoint")
+            self.autocast_dtype = self.precision_choice.dtype
+            self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = int(checkpoint["step"])
@@ -359,6 +350,18 @@ class Trainer:
                 torch.manual_seed(self.config.train.seed + self.dist.rank + self.step)
 
     # -- logging -------------------------------------------------------------------------
+
+    def _record_precision(self) -> None:
+        """``precision.json``: what ``train.amp`` resolved to and the figures behind it."""
+        from dataclasses import asdict
+
+        from ..atomic import atomic_write_text
+
+        choice = self.precision_choice
+        record = {"amp": self.config.train.amp, "device": str(self.device), **asdict(choice)}
+        atomic_write_text(self.run_dir / "precision.json", json.dumps(record, indent=2) + "\n")
+        if self.config.train.progress:
+            tqdm.write(f"train.amp={self.config.train.amp}: {choice.summary()}")
 
     def _log(self, record: dict[str, Any]) -> None:
         self.history.append(record)
@@ -402,6 +405,7 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
             self.config.save(self.run_dir / "config.yaml")
+            self._record_precision()
             if t.tensorboard:
                 try:
                     from torch.utils.tensorboard import SummaryWriter

@@ -73,6 +73,7 @@ def portrait(
     tile: int | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    precision: str = "auto",
 ) -> np.ndarray:
     """Blur an image's background, keep its subject sharp (see the module docstring).
 
@@ -98,6 +99,8 @@ def portrait(
             :func:`atrous.engine.evaluator.predict_probabilities`.
         mean, std: the model's input normalisation; default ``model.metadata``'s, else
             ImageNet's.
+        precision: how the model runs, as for :class:`atrous.inference.Predictor`
+            (``auto``: the fast path in the precision measured fastest here).
 
     Returns:
         The result as a uint8 (H, W, 3) array.
@@ -125,6 +128,7 @@ def portrait(
             tile=tile,
             mean=mean,
             std=std,
+            precision=precision,
         )
     else:
         probability = torch.from_numpy(load_mask(mask, (height, width)))  # type: ignore[arg-type]
@@ -255,9 +259,11 @@ def subject_probability(
     tile: int | None = None,
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
+    precision: str = "auto",
 ) -> torch.Tensor:
     """The model's softmax probability of the subject class, float32 (H, W) at the image's size (on CPU)."""
     from ..engine.evaluator import predict_probabilities, returns_probabilities
+    from .fast import inference_path
 
     index = resolve_subject_class(model, subject_class)
     rgb = load_rgb(image)
@@ -266,7 +272,7 @@ def subject_probability(
     dev = torch.device(device)
     mean_t = torch.tensor(mean or metadata.get("mean") or IMAGENET_MEAN, dtype=torch.float32, device=dev)
     std_t = torch.tensor(std or metadata.get("std") or IMAGENET_STD, dtype=torch.float32, device=dev)
-    model = model.to(dev).eval()
+    path = inference_path(model.to(dev).eval(), dev, precision)
     with torch.inference_mode():
         x = torch.from_numpy(rgb).to(dev).permute(2, 0, 1)[None].float().div_(255)
         if inference_size and min(height, width) > inference_size:
@@ -274,7 +280,10 @@ def subject_probability(
             small = (max(1, round(height * scale)), max(1, round(width * scale)))
             x = F.interpolate(x, size=small, mode="bilinear", align_corners=False, antialias=True)
         x = (x - mean_t.view(1, 3, 1, 1)) / std_t.view(1, 3, 1, 1)
-        scores = predict_probabilities(model, x, scales=tuple(scales), flip=flip, tile=tile)
+        if path.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with path.autocast(dev):
+            scores = predict_probabilities(path.model, x, scales=tuple(scales), flip=flip, tile=tile)
         if isinstance(scores, dict):  # a model left in train mode with an auxiliary head
             scores = scores["out"]
         scores = scores.float()

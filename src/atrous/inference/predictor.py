@@ -13,9 +13,12 @@ overlay on demand). How the image is run is decided per image:
   extrapolated, so the plan follows the real model, precision and test-time augmentation.
 
 The fast path (``precision="auto"``, the default) runs a copy of the model with its batch
-norms folded into the convolutions, in channels_last, under bf16 autocast where the CPU
-or GPU computes bf16 natively, inside ``torch.inference_mode``; ``compile=True`` adds
-``torch.compile``. ``precision="fp32"`` runs the model exactly as given.
+norms folded into the convolutions, in channels_last, inside ``torch.inference_mode``, in
+fp32 or under bf16 autocast — whichever is measured to be faster on this machine with the
+same labels (:func:`atrous.inference.fast.inference_path`; the decision is cached per
+machine and printed by ``atrous predict``); ``compile=True`` adds ``torch.compile``.
+``precision="fp32"`` runs the model exactly as given; an int8 model from ``atrous
+quantize`` runs as it is.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..data.io import pil_to_rgb_array, read_image
 from ..engine.evaluator import predict_probabilities, returns_probabilities
 from ..layers.padding import mirror_pad
-from .fast import fast_model, resolve_precision
+from .fast import inference_path
 from .memory import MemoryModel, measure_memory, parse_bytes, plan_tiles
 from .tiling import tiled_predict
 from .visualize import default_palette, overlay
@@ -105,7 +108,8 @@ class Predictor:
         device: where to run it.
         mean, std: the normalisation it was trained with (default: ``model.metadata``'s,
             else ImageNet's).
-        precision: ``auto`` (the fast path), ``fp32`` (the model as given), ``bf16``, ``fp16``.
+        precision: ``auto`` (the fast path, its precision measured), ``fp32`` (the model as
+            given), ``bf16``, ``fp16``, ``int8`` (a model from ``atrous quantize``).
         compile: ``torch.compile`` the fast model.
         mode: ``auto`` (whole image when it fits the budget, else tiles), ``whole``, ``tiled``.
         tile, tile_batch: force the tile side / tiles per batch (default: planned from the
@@ -145,11 +149,12 @@ class Predictor:
             raise ValueError("Predictor is for semantic models; use atrous.inference.InstancePredictor for Mask R-CNN")
         self.device = torch.device(device)
         meta = getattr(model, "metadata", None) or {}
-        self.autocast_dtype = resolve_precision(precision, self.device)
-        self.precision = precision
         model = model.to(self.device).eval()
-        self.model = model if precision == "fp32" else fast_model(model, compile=compile, dtype=self.autocast_dtype)
-        self.channels_last = precision != "fp32"
+        self.path = inference_path(model, self.device, precision, compile=compile)
+        self.precision = self.path.precision  # as resolved: fp32, bf16, fp16 or int8
+        self.model = self.path.model
+        self.autocast_dtype = self.path.dtype
+        self.channels_last = self.path.channels_last
         self.num_classes = int(getattr(model, "num_classes", 0)) or None
         self.output_stride = int(getattr(model, "output_stride", 1))
         self.mean = torch.tensor(mean or meta.get("mean", IMAGENET_MEAN), device=self.device).view(1, 3, 1, 1)
