@@ -14,7 +14,7 @@ from collections.abc import Sequence
 # Subcommand modules import torch lazily, so `atrous --help` is instant.
 SUBCOMMANDS = {
     name: importlib.import_module(f".{name}", __name__)
-    for name in ("train", "eval", "predict", "demo", "models", "doctor", "portrait", "export", "bench")
+    for name in ("train", "eval", "predict", "demo", "models", "doctor", "portrait", "export", "bench", "quantize")
 }
 
 
@@ -27,7 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="atrous", description="Semantic segmentation along the DeepLab lineage.")
     parser.add_argument("--version", action="version", version=f"atrous {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks, and log decisions (precision) with their figures"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module in SUBCOMMANDS.items():
         module.add_parser(sub.add_parser(name, help=module.HELP, description=module.HELP))
@@ -37,6 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.debug:
+        import logging
+
+        # atrous.runtime logs each precision decision with its timings and label agreement.
+        logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     try:
         return int(SUBCOMMANDS[args.command].run(args) or 0)
     except Exception as exc:

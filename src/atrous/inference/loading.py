@@ -40,3 +40,30 @@ def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
         model.metadata = dict(checkpoint.get("metadata", {}))
         return model.eval()
     raise FileNotFoundError(f"model {path} does not exist")
+
+
+#: The folder inside a run where ``atrous quantize`` writes the int8 model.
+INT8_FOLDER = "int8"
+
+
+def load_inference_model(path: str | os.PathLike, precision: str = "auto"):
+    """:func:`load_trained_model`, or the int8 model ``atrous quantize`` wrote: with
+    ``precision="int8"`` (from ``RUN/int8``, or ``path`` itself when it is that folder),
+    or when ``path`` is an int8 folder."""
+    from .int8 import INFO_NAME as INT8_MARKER
+    from .int8 import Int8Model
+
+    folder = Path(path)
+    if precision == "int8":
+        if (folder / INT8_FOLDER / INT8_MARKER).is_file():
+            folder = folder / INT8_FOLDER
+        if not (folder / INT8_MARKER).is_file():
+            raise FileNotFoundError(
+                f"{path} has no int8 model ({INT8_FOLDER}/{INT8_MARKER}); write one with `atrous quantize {path}`"
+            )
+        return Int8Model.load(folder)
+    if folder.is_dir() and (folder / INT8_MARKER).is_file():
+        if precision not in ("auto", "int8"):
+            raise ValueError(f"{path} is an int8 model; --precision {precision} does not apply to it")
+        return Int8Model.load(folder)
+    return load_trained_model(path)
