@@ -2,9 +2,10 @@
 
     python bench/train_curve.py [--steps 40] [--window 5] [--config PATH] [--set key=value ...] [--json]
 
-The fast step is what the Trainer does by default on a CPU with native bf16 (AVX-512 BF16
-or AMX): bf16 autocast (``train.amp=auto``), channels_last activations, the fused
-optimiser step and the tap form of atrous convolutions where it is faster. bf16 rounds
+The fast step is what the Trainer does by default (``train.amp=auto``): bf16 autocast
+where it measures faster than fp32 on this machine (see ``precision`` in the output;
+where it does not, (b) differs from (a) only in layout), channels_last activations, the
+fused optimiser step and the tap form of atrous convolutions where it is faster. bf16 rounds
 every product to 8 bits of mantissa, so its loss curve cannot equal fp32's; the claim is
 that it matches fp32 *within noise*, defined here as follows. The real Trainer runs three
 times on the same data for --steps steps, the seed S being ``train.seed``:

@@ -40,5 +40,5 @@ def test_measure_reports_positive_finite_numbers(bench_data, tiny_config, tmp_pa
     assert "loader alone" in bench_data.format_table(result)
     # The Trainers' loaders were released: no worker process outlives the measurement.
     assert not multiprocessing.active_children()
-    # Nothing but the resolved config was written: no eval, checkpoint or plots in the window.
-    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["config.yaml"]
+    # Nothing but the resolved config and precision was written: no eval, checkpoint or plots in the window.
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["config.yaml", "precision.json"]

@@ -61,5 +61,5 @@ def test_compare_runs_three_curves_and_a_verdict(train_curve, tiny_config, tmp_p
     assert ("PASS" if result["within_noise"] else "FAIL") in table
     json.dumps(train_curve._rounded(result))
     assert not multiprocessing.active_children()
-    # Stopped before the last step's evaluation and checkpoint: only the config and the log.
-    assert sorted(p.name for p in (tmp_path / "fast").iterdir()) == ["config.yaml", "metrics.jsonl"]
+    # Stopped before the last step's evaluation and checkpoint: only the config, precision and the log.
+    assert sorted(p.name for p in (tmp_path / "fast").iterdir()) == ["config.yaml", "metrics.jsonl", "precision.json"]
