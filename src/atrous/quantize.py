@@ -30,7 +30,7 @@ float32 53.36 %); the tiny test model: 99.10 % and 99.05 %. Latency was the same
 scheme stays; ``preset="mixed"`` is there to try it on other models.
 
 **Nothing half-written.** Everything is written to a temporary sibling folder
-(``.int8.XXXX.tmp``), loaded back and run, and only then renamed into place; the
+(``.int8.atrous-PID-XXXX.tmp``), loaded back and run, and only then renamed into place; the
 temporary folders are removed on any error. An existing folder is kept unless
 ``overwrite=True``, and then replaced only once the new one is complete (and only when it
 is an int8 model folder: ``overwrite`` never deletes a run or anything else).
@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import _umask, atomic_write_text
+from .atomic import TEMP_SUFFIX, _umask, atomic_write_text, temp_prefix
 from .data.constants import IGNORE_INDEX
 from .export import export_model, model_name
 from .inference.int8 import INFO_NAME, INSTALL_HINT, MODEL_XML, Int8Model, import_openvino
@@ -192,7 +192,7 @@ def quantize_model(
     name = model_name(model)
 
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    staging = Path(tempfile.mkdtemp(prefix=temp_prefix(folder.name), suffix=TEMP_SUFFIX, dir=folder.parent))
     try:
         # Read first (a generator may load images from disk): bad images fail before the export.
         arrays = [_as_array(item, in_chans, f"calibration image {i}") for i, item in enumerate(calibration)]

@@ -16,6 +16,9 @@ HELP = "train a small DeepLab v3+ on a built-in synthetic dataset (about two min
 DEMO_RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "demo_deeplabv3plus_resnet18_synthetic.yaml"
 
 
+DEMO_MARKER = ".atrous-demo"
+
+
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run-dir", type=Path, default=Path("runs/demo"), help="run folder (default runs/demo)")
     parser.add_argument(
@@ -37,11 +40,19 @@ def run(args: argparse.Namespace) -> int:
 
     config = load_config(DEMO_RECIPE, args.overrides)
     if args.run_dir.exists():
-        # The demo always starts afresh; its folder holds nothing but a previous demo.
-        if (args.run_dir / "config.yaml").is_file():
+        # The demo always starts afresh, but only ever deletes a folder an earlier demo made:
+        # never a training run or anything else a user keeps there.
+        if not args.run_dir.is_dir():
+            raise ValueError(f"--run-dir {args.run_dir} is a file, not a folder")
+        if _is_demo_folder(args.run_dir):
             shutil.rmtree(args.run_dir)
-        else:
-            raise ValueError(f"{args.run_dir} exists and is not a demo run folder; choose another --run-dir")
+        elif any(args.run_dir.iterdir()):
+            raise ValueError(
+                f"--run-dir {args.run_dir} holds files that no earlier demo wrote (no {DEMO_MARKER}); "
+                "choose another --run-dir or remove it yourself"
+            )
+    args.run_dir.mkdir(parents=True, exist_ok=True)
+    (args.run_dir / DEMO_MARKER).write_text("written by atrous demo: the next demo may replace this folder\n")
     trainer = Trainer(config, args.run_dir)
     print(
         f"Training {config.model.name} on synthetic shapes ({trainer.num_classes} classes, "
@@ -75,3 +86,22 @@ def run(args: argparse.Namespace) -> int:
     print(f"  overlays:   {out}  (prediction | ground truth)")
     print(f"  best model: {args.run_dir / 'best'}  (atrous predict {args.run_dir} IMAGES)")
     return 0
+
+
+def _is_demo_folder(folder: Path) -> bool:
+    """A folder an earlier ``atrous demo`` wrote: it carries the marker (or, from versions
+    before the marker, a config.yaml recording the demo's own model on synthetic data)."""
+    if (folder / DEMO_MARKER).is_file():
+        return True
+    import yaml
+
+    config = folder / "config.yaml"
+    try:
+        recorded = yaml.safe_load(config.read_text()) if config.is_file() else None
+        demo = yaml.safe_load(DEMO_RECIPE.read_text())
+    except (OSError, yaml.YAMLError):
+        return False
+    if not isinstance(recorded, dict):
+        return False
+    keys = (("model", "name"), ("data", "dataset"))
+    return all((recorded.get(s) or {}).get(k) == (demo.get(s) or {}).get(k) for s, k in keys)

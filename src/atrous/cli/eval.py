@@ -18,14 +18,20 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--split", help="dataset split (default: the config's val split)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     add_precision_option(parser)
-    parser.add_argument("--json", type=Path, help="also write the metrics to this JSON file")
+    parser.add_argument(
+        "--json",
+        type=Path,
+        help="also write the metrics to this JSON file (checked before the evaluation; the table is printed first)",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the --json file if it already exists (never a model file)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     import torch
     from torch.utils.data import DataLoader
 
-    from ..atomic import atomic_write_text
     from ..config import load_config
     from ..engine.evaluator import evaluate
     from ..engine.trainer import build_eval_dataset
@@ -33,7 +39,10 @@ def run(args: argparse.Namespace) -> int:
     from ..metrics import format_table
     from ..runtime import resolve_device
 
-    config = load_config(run_config_path(args.model, args.config, "say which dataset to evaluate on"), args.overrides)
+    config_path = run_config_path(args.model, args.config, "say which dataset to evaluate on")
+    config = load_config(config_path, args.overrides)
+    if args.json is not None:
+        _check_json(args, config_path, config)
     scales = resolve_scales(args, list(config.eval.scales))
     flip = args.flip or config.eval.flip
     output_stride = args.output_stride or config.eval.output_stride
@@ -50,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = build_eval_dataset(config, args.split)
     if dataset.num_classes != model.num_classes:
         raise ValueError(f"the model predicts {model.num_classes} classes but the dataset has {dataset.num_classes}")
+    _warn_if_classes_differ(model, dataset)
     loader = DataLoader(dataset, batch_size=data.val_batch_size, num_workers=data.workers)
     with torch.inference_mode():
         matrix = evaluate(
@@ -81,13 +91,35 @@ def run(args: argparse.Namespace) -> int:
             "precision": path.precision,
             **metrics.as_dict(names),
         }
-        atomic_write_text(args.json, json.dumps(record, indent=2) + "\n")
+        _write_json(args.json, record)
     return 0
+
+
+def _check_json(args: argparse.Namespace, config_path: Path, config) -> None:
+    """Before the (long) evaluation: --json can be written, and is not an input (the model's
+    files, the config, the dataset's files) nor, without --overwrite, an existing file."""
+    from .outputs import Reads, add_model_files, check_folder, check_outputs, clear_stale
+
+    reads = Reads()
+    reads.add(config_path, "config")
+    add_model_files(reads, args.model)
+    if config.data.root:
+        reads.add_tree(config.data.root, "dataset")
+    check_folder(args.json.parent, "--json folder")
+    check_outputs([args.json], reads, overwrite=args.overwrite)
+    clear_stale([args.json.parent], "eval")
+
+
+def _write_json(path: Path, record: dict) -> None:
+    from ..atomic import atomic_write_text
+    from .outputs import writing
+
+    with writing(path):  # after the table is printed: a failure here loses no figure
+        atomic_write_text(path, json.dumps(record, indent=2) + "\n")
 
 
 def _run_instance(args: argparse.Namespace, config, model, device) -> int:
     """Box and mask AP (COCO definitions, pycocotools) of an instance model."""
-    from ..atomic import atomic_write_text
     from ..engine.instance_trainer import build_instance_datasets, evaluate_instances, instance_val_loader
     from ..instance_metrics import summarize
 
@@ -109,5 +141,24 @@ def _run_instance(args: argparse.Namespace, config, model, device) -> int:
     print(f"model {args.model}  split {config.data.val_split}  images {len(dataset)}")
     print(summarize(metrics))
     if args.json:
-        atomic_write_text(args.json, json.dumps(metrics, indent=2) + "\n")
+        _write_json(args.json, metrics)
     return 0
+
+
+def _warn_if_classes_differ(model, dataset) -> None:
+    """Same number of classes, other names: per-class figures would be labelled with the
+    dataset's names while the model means its own. Said, not refused: a class renamed on
+    purpose is legitimate."""
+    import sys
+
+    trained = list((getattr(model, "metadata", None) or {}).get("class_names") or [])
+    named = list(getattr(dataset, "class_names", None) or [])
+    if not trained or len(trained) != len(named) or trained == named:
+        return
+    first = next(i for i, (a, b) in enumerate(zip(trained, named, strict=True)) if a != b)
+    order = " (the same names in another order)" if sorted(trained) == sorted(named) else ""
+    print(
+        f"atrous eval: warning: the model was trained with other class names{order}: class {first} is "
+        f"{trained[first]!r} for the model and {named[first]!r} for the dataset; the table uses the dataset's",
+        file=sys.stderr,
+    )

@@ -23,7 +23,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--output",
         "-o",
         type=Path,
-        help="file to write (default: model.onnx or model.pt2 beside the model; NAME.onnx for torchvision:NAME)",
+        help="file to write (default: model.onnx or model.pt2 beside the model; NAME.onnx for torchvision:NAME); "
+        "never one of the model's own files",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace the output file if it already exists (an earlier export)"
     )
     parser.add_argument("--opset", type=int, help="ONNX opset (default 18)")
     parser.add_argument(
@@ -37,15 +41,25 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..export import DEFAULT_OPSET, SUFFIXES, ExportError, default_path, export_model, model_name
     from ..inference import load_trained_model
+    from ..inference.torchvision_models import PREFIX, is_torchvision_spec
     from . import UsageError
+    from .outputs import Reads, add_model_files, check_folder, check_outputs, clear_stale
 
-    model = load_trained_model(args.model)
+    if not is_torchvision_spec(args.model) and not Path(args.model).exists():
+        raise FileNotFoundError(f"model {args.model} does not exist")
     output = args.output
     if output is None:
-        if Path(args.model).exists():
+        if is_torchvision_spec(args.model):  # torchvision:NAME has no folder of its own
+            output = Path(f"{args.model[len(PREFIX) :]}{SUFFIXES[args.format]}")
+        else:
             output = default_path(args.model, args.format)
-        else:  # torchvision:NAME has no folder of its own
-            output = Path(f"{model_name(model)}{SUFFIXES[args.format]}")
+    # Checked before the model loads: never onto the model's files, never a silent replace.
+    reads = Reads()
+    add_model_files(reads, args.model)
+    check_folder(output.parent, "output folder")
+    check_outputs([output], reads, overwrite=args.overwrite)
+    clear_stale([output.parent], "export")
+    model = load_trained_model(args.model)
     checks = []
     try:
         path = export_model(model, output, format=args.format, opset=args.opset, verify=args.verify, checks=checks)

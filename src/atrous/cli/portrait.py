@@ -14,7 +14,12 @@ _JPEG_QUALITY = 95
 
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input", type=Path, help="the photo")
-    parser.add_argument("output", type=Path, help="where to write the result (.png, .jpg, …; written atomically)")
+    parser.add_argument(
+        "output",
+        type=Path,
+        help="where to write the result (.png, .jpg, …; written atomically; never the photo or the mask)",
+    )
+    parser.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it already exists")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--model",
@@ -55,7 +60,10 @@ def run(args: argparse.Namespace) -> int:
     from ..inference.loading import load_inference_model
     from ..inference.portrait import load_rgb, portrait
     from ..runtime import resolve_device
+    from .outputs import Reads, add_model_files, check_folder, check_outputs, clear_stale, writing
 
+    if args.output.is_dir():
+        raise ValueError(f"{args.output} is a folder; give the output's file name, e.g. {args.output / 'portrait.jpg'}")
     suffix = args.output.suffix.lower()
     fmt = Image.registered_extensions().get(suffix)
     if fmt is None or fmt not in Image.SAVE:
@@ -64,6 +72,15 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--inference-size must be 0 or more, got {args.inference_size}")
     if args.subject_class is not None and args.mask is not None:
         raise ValueError("--class chooses a model's class; it does not apply to --mask")
+    # The output is checked before anything is read: never the photo, the mask or the model.
+    reads = Reads()
+    reads.add(args.input, "input photo")
+    if args.mask is not None:
+        reads.add(args.mask, "--mask")
+    add_model_files(reads, args.model)
+    check_folder(args.output.parent, "output folder")
+    check_outputs([args.output], reads, overwrite=args.overwrite)
+    clear_stale([args.output.parent], "portrait")
     image = load_rgb(args.input)  # unreadable input fails here, before a model is loaded
     if args.mask is not None and args.precision != "auto":
         raise ValueError("--precision applies to --model; a --mask needs no model")
@@ -82,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     )
     picture = Image.fromarray(result)
     options = {"quality": _JPEG_QUALITY} if fmt == "JPEG" else {}
-    atomic_write(args.output, lambda tmp: picture.save(tmp, format=fmt, **options))
+    with writing(args.output):
+        atomic_write(args.output, lambda tmp: picture.save(tmp, format=fmt, **options))
     print(f"{args.input} -> {args.output}")
     return 0

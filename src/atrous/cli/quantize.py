@@ -46,7 +46,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         metavar="FOLDER",
         help=f"the int8 model folder to write (default: RUN/{INT8_FOLDER})",
     )
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing int8 model folder")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing int8 model folder (only an int8 model folder, and never one holding an input)",
+    )
     parser.add_argument(
         "--output-stride",
         type=int,
@@ -75,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     except FileExistsError as exc:
         raise UsageError(str(exc)) from None
     config_path = run_config_path(args.run, args.config, "give --config, the recipe the model was trained with")
+    _check_output(args, output, config_path)
     config = load_config(config_path, args.overrides)
 
     model = load_trained_model(args.run)
@@ -101,6 +106,21 @@ def run(args: argparse.Namespace) -> int:
     if check is not None and split == config.data.val_split:
         print(f"  note: the check images come from the calibration split ({split}), so they are not held out")
     return 0
+
+
+def _check_output(args: argparse.Namespace, output: Path, config_path: Path) -> None:
+    """The rules of the other writing commands (atrous.cli.outputs), before the work: the
+    folder replaced holds none of the model's files or the config, its parent can be
+    written, and a killed run's temporary folders there are removed. Whether it may be
+    replaced at all is check_target's (--overwrite, int8 folders only)."""
+    from .outputs import Reads, add_model_files, check_folder, check_outputs, clear_stale
+
+    reads = Reads()
+    reads.add(config_path, "config")
+    add_model_files(reads, args.run, int8=False)  # the int8 folder is the output, not an input
+    check_folder(output.parent, "output's parent folder")
+    check_outputs([], reads, overwrite=True, folders=[output])
+    clear_stale([output.parent], "quantize")
 
 
 def _evenly_spaced(config, split: str, count: int, num_classes: int) -> tuple[Any, list[int]]:

@@ -134,9 +134,18 @@ def plan_tiles(
     if side < min_tile:
         need = memory.bytes_for(min_tile**2) * 1.25
         raise MemoryError(
-            f"a {min_tile}×{min_tile} tile needs about {need / 2**20:.0f} MiB of working memory, more than "
-            f"the budget of {budget / 2**20:.0f} MiB; raise the memory budget"
+            f"a {min_tile}×{min_tile} tile needs about {format_bytes(need)} of working memory, more than "
+            f"the {format_bytes(budget)} of the budget it may use; raise the memory budget"
         )
     per_tile = memory.per_pixel * side**2
     batch = max(1, int((usable - memory.fixed) // max(per_tile, 1.0)))
     return TilePlan(tile=side, batch=min(batch, 16))
+
+
+def format_bytes(value: float) -> str:
+    """``1.5 GiB``, ``258 MiB``, ``96 KiB``: small budgets must not read as "0 MiB"."""
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= size:
+            amount = value / size
+            return f"{amount:.1f} {unit}" if amount < 10 else f"{amount:.0f} {unit}"
+    return f"{value:.0f} B"

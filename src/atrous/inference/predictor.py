@@ -40,7 +40,7 @@ from ..data.io import pil_to_rgb_array, read_image
 from ..engine.evaluator import predict_probabilities, returns_probabilities
 from ..layers.padding import mirror_pad
 from .fast import inference_path
-from .memory import MemoryModel, measure_memory, parse_bytes, plan_tiles
+from .memory import MemoryModel, format_bytes, measure_memory, parse_bytes, plan_tiles
 from .tiling import tiled_predict
 from .visualize import default_palette, overlay
 
@@ -194,8 +194,8 @@ class Predictor:
         budget = self.memory_budget - fixed
         if budget <= 0:
             raise MemoryError(
-                f"a {height}×{width} image needs {fixed / 2**20:.0f} MiB just for its pixels and labels, more than "
-                f"the memory budget of {self.memory_budget / 2**20:.0f} MiB"
+                f"a {height}×{width} image needs {format_bytes(fixed)} just for its pixels and labels, more than "
+                f"the memory budget of {format_bytes(self.memory_budget)}"
             )
         memory = self.working_memory()
         padded = _ceil_to(height, self.output_stride) * _ceil_to(width, self.output_stride)
