@@ -5,15 +5,24 @@ A recipe (``configs/*.yaml``) has up to four sections — ``model``, ``data``, `
 (parsed as YAML, so ``--set data.crop_size=[256,256]`` works). Unknown sections or keys
 are errors that name the key and list the valid ones; the resolved config is written
 into the run folder as ``config.yaml``.
+
+Numbers follow YAML 1.2 (``1e-3`` is a number, as it is in every language; PyYAML's
+YAML 1.1 reads it as a string), and every value is checked when the config is loaded
+(:data:`CHECKS`, :func:`validate_config`): a value that cannot be meant is an error
+naming ``section.key``, the value and what is allowed, before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
+import math
 import os
+import re
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +32,43 @@ import yaml
 
 class ConfigError(ValueError):
     """A recipe or override that does not fit the configuration schema."""
+
+
+# -- YAML ---------------------------------------------------------------------------------
+
+
+class YAMLLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader with YAML 1.2's floats: ``1e-3``, ``1E5``, ``-2.5e+3``, ``.5e-2``,
+    ``-.5`` are numbers. YAML 1.1 (PyYAML) wants a dot and a signed exponent (``1.0e-3``) and
+    reads ``1e-3`` as the string "1e-3". Everything else (ints, booleans, null) is as before."""
+
+
+_FLOAT_TAG = "tag:yaml.org,2002:float"
+# Only the float resolver changes; the others stay, so ints such as "08" are not floats.
+YAMLLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _FLOAT_TAG]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YAMLLoader.add_implicit_resolver(
+    _FLOAT_TAG,
+    re.compile(
+        r"""^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+            |[-+]?\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+            |[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+
+            |[-+]?\.(?:inf|Inf|INF)
+            |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """``text`` as YAML with :class:`YAMLLoader` (recipes, ``--set`` and ``-o`` values)."""
+    return yaml.load(text, Loader=YAMLLoader)  # a SafeLoader subclass: no arbitrary objects
+
+
+# -- the schema ---------------------------------------------------------------------------
 
 
 @dataclass
@@ -118,22 +164,352 @@ class Config:
         atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Read a YAML recipe (or start from defaults) and apply ``key=value`` overrides."""
+# -- what each value may be ---------------------------------------------------------------
+#
+# The types come from the annotations above (checked by _coerce; floats must be finite);
+# CHECKS says which values of that type can be meant. One entry per field — a test checks
+# that no field is missing — and CROSS_CHECKS for the rules between fields.
+
+
+@dataclass(frozen=True)
+class Check:
+    """``test(value)`` is true for the values that can be meant; ``allowed`` says which
+    those are in the error. A ``test`` may also raise ValueError with its own reason
+    (registries: the close names)."""
+
+    test: Callable[[Any], bool]
+    allowed: str
+
+
+def _any() -> Check:
+    return Check(lambda v: True, "any value")
+
+
+def _optional(check: Check) -> Check:
+    return Check(lambda v: v is None or check.test(v), f"{check.allowed}, or null")
+
+
+def _at_least(low: float) -> Check:
+    return Check(lambda v: v >= low, f">= {low}")
+
+
+def _above(low: float) -> Check:
+    return Check(lambda v: v > low, f"> {low}")
+
+
+def _within(low: float, high: float, *, high_open: bool = False) -> Check:
+    if high_open:
+        return Check(lambda v: low <= v < high, f"in [{low}, {high})")
+    return Check(lambda v: low <= v <= high, f"in [{low}, {high}]")
+
+
+def _one_of(*choices: Any) -> Check:
+    names = ", ".join(json.dumps(c) if not isinstance(c, str) else c for c in choices)
+    return Check(lambda v: any(v == c and type(v) is type(c) for c in choices), f"one of {names}")
+
+
+def _nonempty_str() -> Check:
+    return Check(lambda v: v.strip() != "", "a non-empty string")
+
+
+def _list_of(check: Check, *, length: int | None = None) -> Check:
+    return Check(
+        lambda v: (len(v) == length if length else len(v) > 0) and all(check.test(x) for x in v),
+        f"{length} values {check.allowed}" if length else f"a non-empty list of values {check.allowed}",
+    )
+
+
+def _finite_tree(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, Mapping):
+        return all(_finite_tree(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite_tree(v) for v in value)
+    return True
+
+
+def _mapping() -> Check:
+    # The keys are the family's, dataset's or loss's own, checked where they are used
+    # (before training starts); here only that no number in them is NaN or infinite.
+    return Check(_finite_tree, "a mapping without NaN or infinite numbers")
+
+
+def _registered(kind: str, names: Callable[[], list[str]], *, fold_case: bool = False, listing: str = "") -> Check:
+    """A name in a registry (imported when first checked); the error names the close ones."""
+
+    def test(value: str) -> bool:
+        known = names()
+        name = value.lower() if fold_case else value
+        if name in known:
+            return True
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown {kind} {value!r}.{hint} {listing or 'Known: ' + ', '.join(known)}")
+
+    return Check(test, f"a known {kind}")
+
+
+def _model_names() -> list[str]:
+    from .models import list_models
+
+    return list_models()
+
+
+def _dataset_names() -> list[str]:
+    from .data import list_datasets, list_instance_datasets
+
+    return sorted({*list_datasets(), *list_instance_datasets()})
+
+
+def _loss_names() -> list[str]:
+    from .losses import list_losses
+
+    return list_losses()
+
+
+def _weight_map_options(value: Mapping[str, Any]) -> bool:
+    from .data.weight_map import WeightMapDataset
+
+    # The wrapper's own check (known keys, then the options run on a tiny mask); no dataset needed.
+    WeightMapDataset(None, **value)  # type: ignore[arg-type]
+    return True
+
+
+def _increasing_pair(v: list[float]) -> bool:
+    return len(v) == 2 and 0 < v[0] <= v[1]
+
+
+def _class_weights(v: list[float]) -> bool:
+    return len(v) > 0 and all(w >= 0 for w in v) and any(w > 0 for w in v)
+
+
+def _elastic(v: bool | float) -> bool:
+    return isinstance(v, bool) or v >= 0
+
+
+_DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:[0-9]+)?)$")
+STRIDES = (8, 16, 32)
+OPTIMIZERS = ("sgd", "adamw")
+AMP = ("auto", "bf16", "fp16", "off", True, False)
+
+CHECKS: dict[str, Check] = {
+    # model
+    "model.name": _registered("model", _model_names, listing="`atrous models` lists them."),
+    "model.num_classes": _optional(_at_least(1)),
+    "model.output_stride": _optional(_one_of(*STRIDES)),
+    "model.multi_grid": _optional(_list_of(_at_least(1))),
+    "model.pretrained_backbone": _optional(_nonempty_str()),
+    "model.aux": _any(),
+    "model.checkpoint_path": _optional(_nonempty_str()),
+    "model.options": _mapping(),
+    # data
+    "data.dataset": _registered("dataset", _dataset_names, fold_case=True),
+    "data.root": _optional(_nonempty_str()),
+    "data.train_split": _nonempty_str(),
+    "data.val_split": _nonempty_str(),
+    "data.options": _mapping(),
+    "data.train_options": _mapping(),
+    "data.val_options": _mapping(),
+    "data.crop_size": _list_of(_at_least(1), length=2),
+    "data.scale_range": Check(_increasing_pair, "two numbers 0 < low <= high ([1, 1]: no rescaling)"),
+    "data.hflip": _within(0, 1),
+    "data.vflip": _within(0, 1),
+    "data.jitter": _any(),
+    "data.elastic": Check(_elastic, "true, false, or a σ in pixels >= 0"),
+    "data.batch_size": _at_least(1),
+    "data.val_batch_size": _at_least(1),
+    "data.workers": _at_least(0),
+    # train
+    "train.steps": _at_least(1),
+    "train.max_time_s": _optional(_above(0)),
+    "train.optimizer": _one_of(*OPTIMIZERS),
+    "train.lr": _above(0),
+    "train.momentum": _within(0, 1, high_open=True),
+    "train.weight_decay": _at_least(0),
+    # poly_power <= 0 would make (1 - step/steps)^p divide by zero at the last step.
+    "train.poly_power": _above(0),
+    "train.warmup_steps": _at_least(0),
+    "train.warmup_ratio": _within(0, 1, high_open=True),
+    "train.head_lr_mult": _above(0),
+    "train.loss": _registered("loss", _loss_names),
+    "train.loss_options": _mapping(),
+    "train.class_weights": _optional(Check(_class_weights, "a non-empty list of weights >= 0, not all 0")),
+    "train.weight_map": _optional(Check(_weight_map_options, "a mapping of w0, sigma, class_weights")),
+    "train.aux_weight": _optional(_at_least(0)),
+    "train.amp": Check(lambda v: v in AMP, "auto, bf16, fp16 or off"),
+    "train.channels_last": _any(),
+    "train.grad_accum": _at_least(1),
+    "train.grad_clip": _optional(_above(0)),
+    "train.sync_bn": _any(),
+    "train.eval_every": _at_least(1),
+    "train.log_every": _at_least(1),
+    "train.checkpoint_every": _at_least(1),
+    "train.seed": Check(lambda v: 0 <= v < 2**63, ">= 0 and < 2**63"),
+    "train.deterministic": _any(),
+    "train.tensorboard": _any(),
+    "train.device": Check(lambda v: bool(_DEVICE.match(v)), "auto, cpu, cuda or cuda:N (also mps, xpu, xpu:N)"),
+    "train.progress": _any(),
+    # eval
+    "eval.scales": _list_of(_above(0)),
+    "eval.flip": _any(),
+    "eval.output_stride": _optional(_one_of(*STRIDES)),
+    "eval.tile": _optional(_at_least(1)),
+    "eval.tile_overlap": _within(0, 1, high_open=True),
+}
+
+
+def _warmup_within_steps(c: Config) -> str | None:
+    t = c.train
+    if t.warmup_steps > t.steps:
+        return f"train.warmup_steps must be <= train.steps ({t.steps}), got {t.warmup_steps}"
+    return None
+
+
+def _weight_map_needs_plain_ce(c: Config) -> str | None:
+    t = c.train
+    if t.weight_map is not None and (t.loss != "ce" or t.class_weights is not None or t.loss_options):
+        return (
+            "train.weight_map weights the cross-entropy per pixel (U-Net §3); it needs train.loss=ce "
+            "without class_weights or loss_options (put class_weights inside weight_map)"
+        )
+    return None
+
+
+def _dataset_options_not_reserved(c: Config) -> str | None:
+    # root, split and transforms are set from data.root, data.*_split and the recipe's
+    # augmentation; given again in an options mapping they would collide in the call.
+    where = {"root": "data.root", "split": "data.train_split / data.val_split", "transforms": "data.* augmentation"}
+    for section in ("options", "train_options", "val_options"):
+        for key in getattr(c.data, section):
+            if key in where:
+                return f"data.{section}.{key} is not a dataset option: set {where[key]} instead"
+    return None
+
+
+def _semantic_vflip_unused(c: Config) -> str | None:
+    from .models import model_task
+
+    if c.data.vflip and model_task(c.model.name) != "instance":
+        return (
+            f"data.vflip={c.data.vflip} applies to instance models only (nuclei and cells have no up or down); "
+            f"{c.model.name} is a semantic model, whose training would ignore it: remove it"
+        )
+    return None
+
+
+def _loss_options_valid(c: Config) -> str | None:
+    from .losses import check_loss_options  # losses import torch: only when a config is checked
+
+    try:
+        check_loss_options(c.train.loss, c.train.loss_options)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+CROSS_CHECKS: tuple[Callable[[Config], str | None], ...] = (
+    _warmup_within_steps,
+    _weight_map_needs_plain_ce,
+    _loss_options_valid,
+    _dataset_options_not_reserved,
+    _semantic_vflip_unused,
+)
+
+
+def validate_config(config: Config) -> Config:
+    """Check every value of ``config`` — its type, :data:`CHECKS` and :data:`CROSS_CHECKS` —
+    and raise :class:`ConfigError` naming the first ``section.key`` that cannot be meant.
+    :func:`load_config` calls it; so do the trainers, for configs built in Python."""
+    if not isinstance(config, Config):
+        raise TypeError(f"expected an atrous Config, got {type(config).__name__}")
+    for section in dataclasses.fields(Config):
+        part = getattr(config, section.name)
+        cls = typing.get_type_hints(Config)[section.name]
+        if not isinstance(part, cls):
+            raise ConfigError(f"config.{section.name} must be a {cls.__name__}, got {part!r}")
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            key = f"{section.name}.{f.name}"
+            value = _coerce(getattr(part, f.name), hints[f.name], key)
+            check = CHECKS[key]
+            try:
+                ok = check.test(value)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"{key}={_show(value)}: {exc}") from None
+            if not ok:
+                raise ConfigError(f"{key} must be {check.allowed}, got {_show(value)}")
+    for rule in CROSS_CHECKS:
+        message = rule(config)
+        if message:
+            raise ConfigError(message)
+    return config
+
+
+def _show(value: Any) -> str:
+    """A value as YAML would write it inline (0.01, null, true, [1, 2], {a: 1}), strings quoted."""
+    if isinstance(value, str):
+        return repr(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ("-.inf" if value < 0 else ".inf")
+    text = yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=1_000_000).strip()
+    return text[: -len("...")].strip() if text.endswith("...") else text
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    base: str | os.PathLike | Mapping[str, Any] | None = None,
+) -> Config:
+    """Read a YAML recipe (or start from defaults), apply ``key=value`` overrides, and
+    check every value (:func:`validate_config`).
+
+    ``base``: a recorded config (a run's ``config.yaml``, or its dict) to start from
+    instead of the defaults; the recipe's values then replace its values key by key, and the
+    overrides come last. ``atrous train --resume`` reads a run this way.
+    """
     raw: dict[str, Any] = {}
+    if base is not None:
+        recorded = base if isinstance(base, Mapping) else _read_yaml(Path(base))
+        try:  # a broken recorded config is named as such, not blamed on the recipe
+            validate_config(_build(Config, dict(recorded), "config"))
+        except ConfigError as exc:
+            label = "the recorded config" if isinstance(base, Mapping) else str(base)
+            raise ConfigError(f"{label}: {exc}") from None
+        raw = {k: dict(v) if isinstance(v, Mapping) else v for k, v in recorded.items()}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
-        if not isinstance(raw, dict):
-            raise ConfigError(f"{path} must hold a mapping of sections (model, data, train, eval)")
+        recipe = _read_yaml(Path(path))
+        for section, values in recipe.items():
+            if isinstance(values, Mapping) and isinstance(raw.get(section), dict):
+                raw[section].update(values)
+            else:
+                raw[section] = values
     for item in overrides:
         _apply_override(raw, item)
-    return _build(Config, raw, "config")
+    return validate_config(_build(Config, raw, "config"))
+
+
+def config_from_dict(raw: Mapping[str, Any], where: str = "config") -> Config:
+    """A :class:`Config` from a dict as ``Config.to_dict`` wrote it (a checkpoint's
+    ``"config"``), types checked but not :data:`CHECKS`: a recorded config is compared,
+    not trained from."""
+    return _build(Config, dict(raw), where)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = parse_yaml(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (model, data, train, eval)")
+    return raw
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:
@@ -142,15 +518,17 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         raise ConfigError(f"--set expects section.key=value (e.g. train.lr=0.01), got {item!r}")
     section, _, name = key.strip().partition(".")
     try:
-        parsed = yaml.safe_load(value)
+        parsed = parse_yaml(value)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({' '.join(str(exc).split())})") from exc
     target = raw.setdefault(section, {})
     if not isinstance(target, dict):
         raise ConfigError(f"--set {item!r}: section {section!r} is not a mapping")
     *parents, leaf = name.split(".")
     for parent in parents:  # data.options.num_samples=10
         target = target.setdefault(parent, {})
+        if not isinstance(target, dict):
+            raise ConfigError(f"--set {item!r}: {parent!r} is not a mapping")
     target[leaf] = parsed
 
 
@@ -162,7 +540,7 @@ def _build(cls: type, raw: Any, where: str):
     unknown = [k for k in raw if k not in fields]
     if unknown:
         key = unknown[0]
-        close = difflib.get_close_matches(key, fields, n=1)
+        close = difflib.get_close_matches(str(key), fields, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"unknown key {where}.{key}.{hint} Valid keys: {', '.join(fields)}")
     values = {}
@@ -189,7 +567,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             try:
                 return _coerce(value, arg, where)
             except ConfigError as exc:
-                errors.append(str(exc))
+                # The error of the member the value's kind fits (a number for `bool | float`).
+                fits = arg in (int, float) and isinstance(value, int | float) and not isinstance(value, bool)
+                errors.insert(0, str(exc)) if fits else errors.append(str(exc))
         raise ConfigError(errors[0] if errors else f"{where}: invalid value {value!r}")
     if hint is Any:
         return value
@@ -198,27 +578,86 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
         if isinstance(value, tuple):
             value = list(value)
         if not isinstance(value, list):
-            raise ConfigError(f"{where} must be a list, got {value!r}")
+            raise ConfigError(f"{where} must be a list, got {_show(value)}")
         return [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{where} must be a mapping, got {value!r}")
+            raise ConfigError(f"{where} must be a mapping, got {_show(value)}")
         return dict(value)
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{where} must be true or false, got {value!r}")
+            raise ConfigError(f"{where} must be true or false, got {_show(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where} must be an integer, got {value!r}")
+            raise ConfigError(f"{where} must be an integer, got {_show(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where} must be a number, got {value!r}")
+            raise ConfigError(f"{where} must be a number, got {_show(value)}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{where} must be a finite number, got {_show(value)}")
         return float(value)
     if hint is str:
         if not isinstance(value, str):
             note = " (YAML reads bare on/off/yes/no as booleans: quote the value)" if isinstance(value, bool) else ""
-            raise ConfigError(f"{where} must be a string, got {value!r}{note}")
+            raise ConfigError(f"{where} must be a string, got {_show(value)}{note}")
         return value
     return value
+
+
+# -- resuming -----------------------------------------------------------------------------
+
+# What `--resume` may change: values that decide how a run is watched, logged, evaluated,
+# saved, or where and how fast it computes, never which updates the weights receive, so the
+# resumed run is the run that was started. Everything else (schedule, optimiser, loss, data,
+# augmentation, seed, batch, precision, model) is refused: a checkpoint's optimiser and
+# scheduler carry their own lr, steps and momentum, and would silently keep the old ones.
+RESUME_MAY_CHANGE: tuple[str, ...] = (
+    # Evaluating and saving read the weights, never change them (eval mode, no RNG draws).
+    "train.eval_every",
+    "train.log_every",
+    "train.checkpoint_every",
+    "train.progress",
+    "train.tensorboard",
+    "train.max_time_s",  # a budget for this invocation: the clock starts at each start
+    # Where and in which layout the same computation runs: resuming on another machine or GPU.
+    "train.device",
+    "train.channels_last",
+    # Samples are keyed by (seed, index) (engine/sampling.py): the data do not depend on workers.
+    "data.workers",
+    # The same dataset at another path (another machine, a moved disk); its contents are
+    # the user's to keep — the run cannot tell either way.
+    "data.root",
+    "data.val_batch_size",  # evaluation only
+    "eval.",  # how validation is computed (tiles, scales): training never reads it
+)
+
+
+def config_differences(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
+    """``(section.key, old value, new value)`` for each field that differs."""
+    changes = []
+    for section in dataclasses.fields(Config):
+        a, b = getattr(old, section.name), getattr(new, section.name)
+        for f in dataclasses.fields(a):
+            before, after = _canonical(getattr(a, f.name)), _canonical(getattr(b, f.name))
+            if before != after:
+                changes.append((f"{section.name}.{f.name}", getattr(a, f.name), getattr(b, f.name)))
+    return changes
+
+
+def _canonical(value: Any) -> Any:
+    # Tuples and lists, ints and floats compare as the YAML round trip makes them compare.
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def resume_may_change(key: str) -> bool:
+    """Whether ``--resume`` may change ``key`` (:data:`RESUME_MAY_CHANGE`)."""
+    return any(key == k or (k.endswith(".") and key.startswith(k)) for k in RESUME_MAY_CHANGE)
+
+
+def show_change(key: str, old: Any, new: Any) -> str:
+    """``train.steps 6 → 10``."""
+    return f"{key} {_show(old)} → {_show(new)}"

@@ -68,7 +68,7 @@ def test_a_run_records_what_auto_chose_and_resume_keeps_it(tiny_config, tmp_path
         trainer_module, "choose_training_precision", lambda *a, **k: PrecisionChoice("fp32", "measured")
     )
     resumed = Trainer(
-        tiny_config("train.amp=auto", "train.steps=3", "train.eval_every=100"), tmp_path / "run", resume=True
+        tiny_config("train.amp=auto", "train.steps=2", "train.eval_every=100"), tmp_path / "run", resume=True
     )
     assert resumed.precision_choice == PrecisionChoice("bf16", "checkpoint")
     assert resumed.autocast_dtype is torch.bfloat16

@@ -79,7 +79,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, t
 
 
 def test_time_budget_stops_early_and_still_evaluates(tiny_config, tmp_path):
-    result = Trainer(tiny_config("train.steps=1000", "train.max_time_s=0.0"), tmp_path / "run").run()
+    result = Trainer(tiny_config("train.steps=1000", "train.max_time_s=1e-9"), tmp_path / "run").run()
     assert result.steps < 1000
     assert result.last_metrics is not None and result.last_metrics["step"] == result.steps
     assert load_training_checkpoint(tmp_path / "run" / "last.pt")["step"] == result.steps
@@ -146,3 +146,15 @@ def test_channels_last_tensorboard_and_deterministic(tiny_config, tmp_path):
     assert result.steps == 2
     assert trainer.model.backbone.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert any((tmp_path / "run" / "tensorboard").iterdir())
+
+
+def test_a_config_built_in_python_is_checked_before_any_work(tmp_path):
+    from atrous.config import Config, ConfigError, TrainConfig
+    from atrous.engine.optim import poly_lambda
+
+    # poly_power <= 0 used to divide by zero at the last step, after all the training.
+    with pytest.raises(ConfigError, match=r"train\.poly_power must be > 0, got 0\.0"):
+        Trainer(Config(train=TrainConfig(poly_power=0.0)), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match=r"train\.poly_power must be > 0"):
+        poly_lambda(10, power=0.0)

@@ -36,14 +36,27 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import Config
+from ..config import Config, validate_config
 from ..data.instances import InstanceTrainTransforms, build_instance_dataset, collate_instances
 from ..data.root import resolve_root
 from ..instance_metrics import InstanceEvaluator
 from ..models import create_model
 from ..runtime import PrecisionChoice, resolve_device
-from .amp import choose_training_precision, instance_probe, probe_shape, validate_amp
-from .checkpoint import BEST, LAST, atomic_torch_save, load_training_checkpoint, rng_state, set_rng_state
+from .amp import choose_training_precision, instance_probe, probe_shape
+from .checkpoint import (
+    BEST,
+    LAST,
+    RunLock,
+    atomic_torch_save,
+    check_new_run_dir,
+    check_resume,
+    load_training_checkpoint,
+    recorded_best,
+    remove_stale_run_files,
+    rng_state,
+    set_rng_state,
+)
+from .metrics_log import LOG_NAME, rewind_log
 from .optim import build_optimizer, build_scheduler
 from .sampling import KeyedAugmentation, ResumableBatchSampler
 from .trainer import (
@@ -133,20 +146,23 @@ class InstanceTrainer:
     ) -> None:
         if int(os.environ.get("WORLD_SIZE", "1")) > 1:
             raise ValueError("instance models train in one process; run without torchrun (or with one process)")
-        self.config = config
+        # The same checks, start and resume rules as the semantic Trainer (atrous.config, .checkpoint).
+        self.config = validate_config(config)
         self.run_dir = Path(run_dir)
         self.callbacks = callbacks or []
         t, d, m = config.train, config.data, config.model
-        for key in ("steps", "eval_every", "log_every", "checkpoint_every"):
-            if getattr(t, key) < 1:
-                raise ValueError(f"train.{key} must be >= 1, got {getattr(t, key)}")
         if t.grad_accum != 1:
             raise ValueError("train.grad_accum is not supported for instance models; use data.batch_size")
-        if d.batch_size < 1 or d.val_batch_size < 1:
-            raise ValueError("data.batch_size and data.val_batch_size must be >= 1")
+        checkpoint = None
+        if resume:
+            resume_path = self.run_dir / LAST if resume is True else Path(resume)
+            checkpoint = load_training_checkpoint(resume_path)
+            check_resume(config, checkpoint, resume_path)
+        else:
+            check_new_run_dir(self.run_dir)
+        remove_stale_run_files(self.run_dir)
         self.device = resolve_device(t.device)
         seed_everything(t.seed, t.deterministic)
-        validate_amp(t.amp)
 
         self.train_set, self.val_set = build_instance_datasets(config)
         self.num_classes = m.num_classes or self.train_set.num_classes
@@ -160,7 +176,7 @@ class InstanceTrainer:
         kwargs: dict[str, Any] = {"num_classes": self.num_classes, **m.options}
         if m.pretrained_backbone is not None:
             kwargs["pretrained_backbone"] = m.pretrained_backbone
-        if m.checkpoint_path is not None:
+        if m.checkpoint_path is not None and checkpoint is None:  # resuming, the weights come from the checkpoint
             kwargs["checkpoint_path"] = m.checkpoint_path
         model = create_model(m.name, **kwargs)
         if getattr(model, "task", "semantic") != "instance":
@@ -184,8 +200,10 @@ class InstanceTrainer:
         self._saved_step = -1
         self.best_map = -math.inf
         self.history: list[dict[str, Any]] = []
-        if resume:
-            self._load(self.run_dir / LAST if resume is True else Path(resume))
+        if checkpoint is not None:
+            self._load(resume_path, checkpoint)
+            del checkpoint
+            rewind_log(self.run_dir, self.step)  # the steps after it are trained (and logged) again
         self.train_loader = self._train_loader()
         self.val_loader = instance_val_loader(self.val_set, config)
         self._stop_signal: int | None = None
@@ -221,6 +239,7 @@ class InstanceTrainer:
             "model_config": self.model.config,
             "metadata": self.metadata,
             "config": self.config.to_dict(),
+            "world_size": 1,
         }
 
     def save_checkpoint(self, name: str = LAST) -> Path:
@@ -229,24 +248,29 @@ class InstanceTrainer:
         self._saved_step = self.step
         return path
 
-    def _load(self, path: Path) -> None:
+    def _load(self, path: Path, checkpoint: dict[str, Any] | None = None) -> None:
         from ..state_dict import load_strict
 
-        checkpoint = load_training_checkpoint(path)
+        if checkpoint is None:
+            checkpoint = load_training_checkpoint(path)
+            check_resume(self.config, checkpoint, path)
         load_strict(self.model, checkpoint["model"], source=str(path))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = int(checkpoint["step"])
-        self.best_map = float(checkpoint.get("best_map", -math.inf))
+        if path.resolve() == (self.run_dir / LAST).resolve():
+            self._saved_step = self.step  # last.pt holds this step: no need to write it again
+        # The checkpoint at a step is written before that step's evaluation: best.pt knows a better one.
+        self.best_map = max(float(checkpoint.get("best_map", -math.inf)), recorded_best(path, self.step, "mask_AP"))
         if "rng" in checkpoint:
             set_rng_state(checkpoint["rng"])
 
     def _log(self, record: dict[str, Any]) -> None:
         self.history.append(record)
         if self._log_file is None:
-            self._log_file = open(self.run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in run()
+            self._log_file = open(self.run_dir / LOG_NAME, "a")  # noqa: SIM115 - closed in run()
         self._log_file.write(json.dumps(record) + "\n")
         self._log_file.flush()
 
@@ -284,6 +308,14 @@ class InstanceTrainer:
         return {"loss": loss.item(), **{k: v.item() for k, v in losses.items()}}
 
     def run(self) -> TrainResult:
+        """Train to ``train.steps`` (or the time budget), holding the run folder's lock."""
+        lock = RunLock(self.run_dir)
+        try:
+            return self._run()
+        finally:
+            lock.release()
+
+    def _run(self) -> TrainResult:
         t = self.config.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.config.save(self.run_dir / "config.yaml")
@@ -307,16 +339,17 @@ class InstanceTrainer:
                     progress.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}")
                     elapsed = round(time.perf_counter() - start_time, 2)
                     self._log({"kind": "train", "step": self.step, **losses, "lr": lr, "time_s": elapsed})
-                if self.step % t.eval_every == 0 or self.step == t.steps:
-                    self.evaluate_and_track()
+                # Checkpoint first, as the semantic Trainer does: a failed evaluation costs no training.
                 if self.step % t.checkpoint_every == 0 or self.step == t.steps:
                     self.save_checkpoint(LAST)
+                if self.step % t.eval_every == 0 or self.step == t.steps:
+                    self.evaluate_and_track()
                 for callback in self.callbacks:
                     callback(self, self.step)
-            if not any(r["kind"] == "val" and r["step"] == self.step for r in self.history):
-                self.evaluate_and_track()
             if self._saved_step != self.step:
                 self.save_checkpoint(LAST)
+            if not any(r["kind"] == "val" and r["step"] == self.step for r in self.history):
+                self.evaluate_and_track()
         finally:
             progress.close()
             for s, handler in previous.items():

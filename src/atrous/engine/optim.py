@@ -11,6 +11,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -72,8 +74,16 @@ def poly_lambda(steps: int, *, power: float = 0.9, warmup_steps: int = 0, warmup
 
 class _Poly:
     def __init__(self, steps: int, power: float, warmup_steps: int, warmup_ratio: float) -> None:
+        # The same ranges as atrous.config.CHECKS, for schedules built without a Config: a
+        # power <= 0 would divide by zero at the last step, after all the training.
         if steps < 1:
             raise ValueError(f"train.steps must be >= 1, got {steps}")
+        if not power > 0 or not math.isfinite(power):
+            raise ValueError(f"train.poly_power must be > 0, got {power}")
+        if warmup_steps < 0:
+            raise ValueError(f"train.warmup_steps must be >= 0, got {warmup_steps}")
+        if not 0 <= warmup_ratio < 1:
+            raise ValueError(f"train.warmup_ratio must be in [0, 1), got {warmup_ratio}")
         self.steps, self.power, self.warmup_steps, self.warmup_ratio = steps, power, warmup_steps, warmup_ratio
 
     def __call__(self, step: int) -> float:

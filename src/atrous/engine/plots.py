@@ -74,7 +74,11 @@ def write_training_plots(run_dir: str | Path, class_names: list[str]) -> list[Pa
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
+    from ..atomic import atomic_write
+
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    try:  # atomic: a run killed mid-plot leaves the previous plot, never half a PNG
+        atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png"))
+    finally:
+        plt.close(fig)
     return path

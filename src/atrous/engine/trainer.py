@@ -31,7 +31,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..config import Config
+from ..atomic import atomic_write
+from ..config import Config, validate_config
 from ..data import build_dataset
 from ..data.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
 from ..data.root import resolve_root
@@ -45,9 +46,22 @@ from ..models import SegmentationModel, create_model
 from ..models.unet import center_crop
 from ..runtime import PrecisionChoice, resolve_device
 from . import distributed as dist_utils
-from .amp import choose_training_precision, probe_shape, semantic_probe, validate_amp
-from .checkpoint import BEST, LAST, atomic_torch_save, load_training_checkpoint, rng_state, set_rng_state
+from .amp import choose_training_precision, probe_shape, semantic_probe
+from .checkpoint import (
+    BEST,
+    LAST,
+    RunLock,
+    atomic_torch_save,
+    check_new_run_dir,
+    check_resume,
+    load_training_checkpoint,
+    recorded_best,
+    remove_stale_run_files,
+    rng_state,
+    set_rng_state,
+)
 from .evaluator import evaluate
+from .metrics_log import LOG_NAME, rewind_log
 from .optim import build_optimizer, build_scheduler
 from .sampling import KeyedAugmentation, ResumableBatchSampler, ShardSampler
 
@@ -85,6 +99,11 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 
+def _save_npy(path: str, array: np.ndarray) -> None:
+    with open(path, "wb") as f:  # np.save(name) would append .npy to the temporary name
+        np.save(f, array)
+
+
 def _worker_init(worker_id: int) -> None:
     # torch gives each worker its own seed; derive Python's and NumPy's from it.
     seed = torch.initial_seed() % 2**32
@@ -92,11 +111,13 @@ def _worker_init(worker_id: int) -> None:
     np.random.seed(seed)
 
 
-def build_model(config: Config, num_classes: int) -> SegmentationModel:
+def build_model(config: Config, num_classes: int, *, load_weights: bool = True) -> SegmentationModel:
+    """The model of ``config.model``; ``load_weights=False`` skips ``model.checkpoint_path``
+    (a resumed run's weights come from its checkpoint)."""
     kwargs: dict[str, Any] = {"num_classes": num_classes}
     for key in ("output_stride", "multi_grid", "pretrained_backbone", "aux", "checkpoint_path"):
         value = getattr(config.model, key)
-        if value is not None:
+        if value is not None and (load_weights or key != "checkpoint_path"):
             kwargs[key] = value
     clash = sorted(set(config.model.options) & {*kwargs, "num_classes"})
     if clash:
@@ -133,7 +154,9 @@ class Trainer:
     Args:
         config: the resolved configuration.
         run_dir: the run folder (created).
-        resume: continue from ``run_dir/last.pt`` (``True``) or from a given checkpoint.
+        resume: continue from ``run_dir/last.pt`` (``True``) or from a given checkpoint;
+            ``config`` may differ from the checkpoint's only where that does not change what is
+            trained (:data:`atrous.config.RESUME_MAY_CHANGE`), else the resume is refused.
         callbacks: ``fn(trainer, step)`` called after every optimiser step.
     """
 
@@ -145,21 +168,30 @@ class Trainer:
         resume: bool | str | os.PathLike = False,
         callbacks: list[Callable[[Trainer, int], None]] | None = None,
     ) -> None:
-        self.config = config
+        # Every value checked as load_config checks it: a Config built in Python gets the same rules.
+        self.config = validate_config(config)
         self.run_dir = Path(run_dir)
         self.callbacks = callbacks or []
         t = config.train
-        for key in ("steps", "grad_accum", "eval_every", "log_every", "checkpoint_every"):
-            if getattr(t, key) < 1:
-                raise ValueError(f"train.{key} must be >= 1, got {getattr(t, key)}")
-        if config.data.batch_size < 1 or config.data.val_batch_size < 1:
-            raise ValueError("data.batch_size and data.val_batch_size must be >= 1")
+        checkpoint = None
+        if resume:
+            resume_path = self.run_dir / LAST if resume is True else Path(resume)
+            checkpoint = load_training_checkpoint(resume_path)
+        else:
+            check_new_run_dir(self.run_dir)
         self.device = resolve_device(t.device)
         self.dist = dist_utils.init_distributed(self.device)
+        if checkpoint is not None:
+            # Before any data or model is built: a refused resume costs nothing.
+            check_resume(config, checkpoint, resume_path, world_size=self.dist.world_size)
+        if self.dist.is_main:
+            remove_stale_run_files(self.run_dir)
         seed_everything(t.seed + self.dist.rank, t.deterministic)
-        validate_amp(t.amp)
 
         self.train_set, self.val_set = build_datasets(config)
+        from ..data.label_check import check_training_labels  # a sample of the masks: degenerate labels stop here
+
+        check_training_labels(self.train_set, val_set=self.val_set, quiet=not self.dist.is_main)
         self.num_classes = config.model.num_classes or self.train_set.num_classes
         if self.num_classes != self.train_set.num_classes:
             raise ValueError(
@@ -177,7 +209,8 @@ class Trainer:
             "std": list(IMAGENET_STD),
         }
 
-        model = build_model(config, self.num_classes)
+        # Resuming, the weights come from the checkpoint: model.checkpoint_path is not read again.
+        model = build_model(config, self.num_classes, load_weights=checkpoint is None)
         self.model: SegmentationModel = model.to(self.device)
         if t.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -188,12 +221,7 @@ class Trainer:
         self.precision_choice = self._choose_precision()
         self.autocast_dtype = self.precision_choice.dtype
         self.aux_weight = t.aux_weight if t.aux_weight is not None else model.aux_weight
-        if t.weight_map is not None:
-            if t.loss != "ce" or t.class_weights is not None or t.loss_options:
-                raise ValueError(
-                    "train.weight_map weights the cross-entropy per pixel (U-Net §3); it needs train.loss=ce "
-                    "without class_weights or loss_options (put class_weights inside weight_map)"
-                )
+        if t.weight_map is not None:  # with train.loss=ce alone (a CROSS_CHECKS rule of atrous.config)
             self.criterion = SegmentationLoss(WeightedCrossEntropy(ignore_index=IGNORE_INDEX), self.aux_weight)
         else:
             self.criterion = build_loss(
@@ -217,9 +245,11 @@ class Trainer:
         self.best_miou = -math.inf
         self.history: list[dict[str, Any]] = []
 
-        if resume:
-            path = self.run_dir / LAST if resume is True else Path(resume)
-            self._load(path)
+        if checkpoint is not None:
+            self._load(resume_path, checkpoint)
+            del checkpoint
+            if self.dist.is_main:  # the steps after the checkpoint are trained (and logged) again
+                self.history = rewind_log(self.run_dir, self.step)
 
         if self.dist.enabled:
             if t.sync_bn and self.device.type == "cuda":
@@ -317,6 +347,7 @@ class Trainer:
             "model_config": self.model.config,
             "metadata": self.metadata,
             "config": self.config.to_dict(),
+            "world_size": self.dist.world_size,  # the batch a step sees: a resume must keep it
         }
 
     def save_checkpoint(self, name: str = LAST) -> Path:
@@ -327,8 +358,10 @@ class Trainer:
         dist_utils.barrier()
         return path
 
-    def _load(self, path: Path) -> None:
-        checkpoint = load_training_checkpoint(path)
+    def _load(self, path: Path, checkpoint: dict[str, Any] | None = None) -> None:
+        if checkpoint is None:
+            checkpoint = load_training_checkpoint(path)
+            check_resume(self.config, checkpoint, path, world_size=self.dist.world_size)
         from ..state_dict import load_strict
 
         load_strict(self.model, checkpoint["model"], source=str(path))
@@ -343,7 +376,10 @@ class Trainer:
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = int(checkpoint["step"])
-        self.best_miou = float(checkpoint.get("best_miou", -math.inf))
+        if path.resolve() == (self.run_dir / LAST).resolve():
+            self._saved_step = self.step  # last.pt holds this step: no need to write it again
+        # The checkpoint at a step is written before that step's evaluation: best.pt knows a better one.
+        self.best_miou = max(float(checkpoint.get("best_miou", -math.inf)), recorded_best(path, self.step, "miou"))
         if "rng" in checkpoint:
             set_rng_state(checkpoint["rng"])
             if self.dist.enabled:  # each rank keeps its own stream, as in a run that never stopped
@@ -368,7 +404,7 @@ class Trainer:
         if not self.dist.is_main:
             return
         if self._log_file is None:
-            self._log_file = open(self.run_dir / "metrics.jsonl", "a")  # noqa: SIM115 - closed in run()
+            self._log_file = open(self.run_dir / LOG_NAME, "a")  # noqa: SIM115 - closed in run()
         self._log_file.write(json.dumps(record) + "\n")
         self._log_file.flush()
         if self._tb is not None:
@@ -401,6 +437,15 @@ class Trainer:
         return loss.detach()
 
     def run(self) -> TrainResult:
+        """Train to ``train.steps`` (or the time budget), holding the run folder's lock."""
+        lock = RunLock(self.run_dir) if self.dist.is_main else None
+        try:
+            return self._run()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self) -> TrainResult:
         t = self.config.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
@@ -424,6 +469,10 @@ class Trainer:
         )
         self.ddp.train()
         try:
+            if 0 < self.step < t.steps and self.step % t.eval_every == 0 and not self._evaluated(self.step):
+                # Resumed from a checkpoint whose step's evaluation never finished (killed
+                # during it): the step is evaluated now, as in a run that never stopped.
+                self.evaluate_and_track()
             while self.step < t.steps:
                 # One decision for all ranks (max over them): 2 = a signal arrived somewhere,
                 # save and stop; 1 = the time budget is spent, finish normally; 0 = go on.
@@ -472,17 +521,20 @@ class Trainer:
                             "time_s": round(time.perf_counter() - start_time, 2),
                         }
                     )
-                if self.step % t.eval_every == 0 or self.step == t.steps:
-                    self.evaluate_and_track()
+                # Checkpoint first: an evaluation that fails (out of memory on a large validation
+                # image) then costs no training, and a resume evaluates that step again.
                 if self.step % t.checkpoint_every == 0 or self.step == t.steps:
                     self.save_checkpoint(LAST)
+                if self.step % t.eval_every == 0 or self.step == t.steps:
+                    self.evaluate_and_track()
                 for callback in self.callbacks:
                     callback(self, self.step)
-            # Stopped by the time budget between evaluations: evaluate and save where it ended.
-            if not any(r["kind"] == "val" and r["step"] == self.step for r in self.history):
-                self.evaluate_and_track()
+            # Stopped by the time budget between evaluations (or resumed where the last
+            # evaluation did not finish): save and evaluate where it ended.
             if self._saved_step != self.step:
                 self.save_checkpoint(LAST)
+            if not self._evaluated(self.step):
+                self.evaluate_and_track()
         finally:
             progress.close()
             for s, handler in previous.items():
@@ -498,6 +550,10 @@ class Trainer:
             write_training_plots(self.run_dir, self.class_names)
         last_val = next((r for r in reversed(self.history) if r["kind"] == "val"), None)
         return TrainResult(self.run_dir, self.step, self.best_miou, last_val, self.history)
+
+    def _evaluated(self, step: int) -> bool:
+        """Whether the log holds the evaluation of ``step`` (a resumed run reads it back)."""
+        return any(r.get("kind") == "val" and r.get("step") == step for r in self.history)
 
     def evaluate_and_track(self) -> dict[str, Any]:
         """Evaluate on the validation split, log, and keep the best model by mIoU."""
@@ -516,7 +572,8 @@ class Trainer:
         record = {"kind": "val", "step": self.step, **metrics.as_dict(self.class_names)}
         self._log(record)
         if self.dist.is_main:
-            np.save(self.run_dir / "confusion_matrix.npy", matrix.matrix.cpu().numpy())
+            array = matrix.matrix.cpu().numpy()
+            atomic_write(self.run_dir / "confusion_matrix.npy", lambda tmp: _save_npy(tmp, array))
         miou = metrics.miou if not math.isnan(metrics.miou) else -math.inf
         if miou > self.best_miou:
             self.best_miou = miou
