@@ -12,6 +12,7 @@ from atrous.losses import (
     SegmentationLoss,
     WeightedCrossEntropy,
     build_loss,
+    check_loss_options,
     list_losses,
 )
 
@@ -256,6 +257,64 @@ def test_build_loss_errors_name_the_problem():
         build_loss("ce", num_classes=C, class_weights=[1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="class_weights"):
         build_loss("dice", num_classes=C, class_weights=[1.0] * C)
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "match"),
+    [
+        (
+            "ohem",
+            {"thresh": "abc"},
+            r"train\.loss_options\.thresh must be a number in \(0, 1\] .* for loss 'ohem', got 'abc'",
+        ),
+        ("ohem", {"thresh": 0}, r"train\.loss_options\.thresh must be a number in \(0, 1\]"),
+        ("ohem", {"thresh": 1.5}, r"train\.loss_options\.thresh .*got 1\.5"),
+        ("ohem", {"thresh": float("nan")}, r"train\.loss_options\.thresh .*got nan"),
+        ("ohem", {"min_kept": -1}, r"train\.loss_options\.min_kept must be a whole number >= 0 .*got -1"),
+        ("ohem", {"min_kept": 2.5}, r"train\.loss_options\.min_kept .*got 2\.5"),
+        ("ohem", {"min_kept": "1e5"}, r"train\.loss_options\.min_kept .*got '1e5'"),
+        ("focal", {"gamma": -1}, r"train\.loss_options\.gamma must be a finite number >= 0 .*for loss 'focal', got -1"),
+        ("focal", {"gamma": "abc"}, r"train\.loss_options\.gamma .*got 'abc'"),
+        ("focal", {"gamma": True}, r"train\.loss_options\.gamma .*got True"),
+        ("dice", {"smooth": -0.5}, r"train\.loss_options\.smooth must be a finite number >= 0 for loss 'dice'"),
+        ("dice", {"smooth": float("inf")}, r"train\.loss_options\.smooth .*got inf"),
+        ("dice", {"classes": "some"}, r"train\.loss_options\.classes must be 'present' or 'all' .*got 'some'"),
+        ("dice", {"squared": "no"}, r"train\.loss_options\.squared must be true or false .*got 'no'"),
+        ("ce+dice", {"dice_weight": -1}, r"train\.loss_options\.dice_weight must be .* for loss 'ce\+dice', got -1"),
+        ("ce+dice", {"smooth": None}, r"train\.loss_options\.smooth .*got None"),
+        ("ce", {"gamma": 2}, r"train\.loss_options: unknown option 'gamma' for loss 'ce'.*it takes none"),
+    ],
+)
+def test_loss_options_are_checked_when_the_loss_is_built(name, options, match):
+    # One line naming the option, the loss, the value and what is allowed (the CLI prints it as is).
+    with pytest.raises(ValueError, match=match) as info:
+        build_loss(name, num_classes=C, **options)
+    assert "\n" not in str(info.value)
+
+
+def test_loss_options_from_a_recipe_are_accepted_as_yaml_reads_them():
+    # YAML reads min_kept: 1e5 as the float 100000.0: a whole float is a count.
+    assert check_loss_options("ohem", {"thresh": 1, "min_kept": 1e5}) == {"thresh": 1.0, "min_kept": 100_000}
+    ohem = build_loss("ohem", num_classes=C, min_kept=1e3).criterion
+    assert ohem.min_kept == 1000 and isinstance(ohem.min_kept, int)
+    assert build_loss("focal", num_classes=C, gamma=0).criterion.gamma == 0.0
+    dice = build_loss("ce+dice", num_classes=C, smooth=0, classes="all", squared=True, dice_weight=0).criterion
+    assert dice.weights == {"ce": 1.0, "dice": 0.0} and dice.losses["dice"].squared is True
+    with pytest.raises(ValueError, match=r"unknown loss 'ohme'"):
+        check_loss_options("ohme", {})
+
+
+def test_loss_constructors_name_a_value_that_is_not_a_number():
+    with pytest.raises(ValueError, match=r"thresh must be a number in \(0, 1\], got 'abc'"):
+        OHEMCrossEntropy(thresh="abc")
+    with pytest.raises(ValueError, match=r"gamma must be a finite number >= 0, got 'x'"):
+        FocalLoss(gamma="x")
+    with pytest.raises(ValueError, match=r"smooth must be a finite number >= 0, got None"):
+        DiceLoss(smooth=None)
+    with pytest.raises(ValueError, match=r"weight of 'dice' must be a finite number >= 0"):
+        CombinedLoss({"ce": CrossEntropy(), "dice": DiceLoss()}, {"dice": "1"})
+    # Numbers that are not Python floats still pass.
+    assert OHEMCrossEntropy(thresh=torch.tensor(0.5)).thresh == 0.5
 
 
 def pixel_weights(shape=(2, 6, 7), seed=1):

@@ -21,7 +21,7 @@ from sklearn.metrics import (
 )
 
 from atrous.data.constants import IGNORE_INDEX
-from atrous.metrics import ConfusionMatrix, SegmentationMetrics, format_table
+from atrous.metrics import ConfusionMatrix, SegmentationMetrics, absent_note, best_miou_text, format_table
 
 C = 6
 
@@ -318,3 +318,54 @@ def test_balanced_accuracy_warning_free_usage():
         warnings.simplefilter("ignore")
         expected = balanced_accuracy_score(target.flatten().numpy(), pred.flatten().numpy())
     assert cm.compute().mean_accuracy == pytest.approx(expected)
+
+
+# -- absent classes are said next to the means ---------------------------------------------
+
+
+def _metrics(pred, target, num_classes=4):
+    cm = ConfusionMatrix(num_classes)
+    cm.update(torch.tensor([pred]), torch.tensor([target]))
+    return cm.compute()
+
+
+def test_absent_classes_are_named_next_to_the_means():
+    names = ["bg", "road", "sign", "pole"]
+    # sign: in neither ground truth nor prediction (NaN, left out); pole: predicted only (IoU 0, counted).
+    m = _metrics([0, 0, 1, 3], [0, 0, 1, 1])
+    assert m.miou == pytest.approx((1 + 0.5 + 0) / 3)  # the number itself is unchanged: 3 classes, pole as 0
+    assert m.absent_classes == [2, 3] and m.miou_classes == 3
+    note = absent_note(m, names)
+    assert note.startswith("mIoU over 3 of 4 classes (absent from ground truth: sign, pole; ")
+    assert "never predicted, so left out: sign; predicted, so counted with IoU 0: pole" in note
+    assert note.endswith("mean Dice over the same 3, mean accuracy over the 2 in ground truth")
+    assert format_table(m, names).splitlines()[-1] == f"note: {note}"
+    d = json.loads(json.dumps(m.as_dict(names), allow_nan=False))
+    assert d["absent_classes"] == ["sign", "pole"] and d["miou_classes"] == 3 and d["note"] == note
+    assert d["per_class"]["sign"]["iou"] is None and d["per_class"]["pole"]["iou"] == 0.0
+
+    left_out = absent_note(_metrics([0, 1], [0, 1]), names)
+    assert left_out.startswith("mIoU over 2 of 4 classes (absent from ground truth and never predicted, so left out: ")
+    counted = absent_note(_metrics([2, 3], [0, 1]), names)
+    assert counted.startswith("mIoU over 4 of 4 classes (absent from ground truth but predicted, so counted with IoU 0")
+
+
+def test_no_note_when_every_class_is_present_and_one_when_none_is():
+    m = _metrics([0, 1], [0, 1], num_classes=2)
+    assert absent_note(m) is None and m.as_dict()["absent_classes"] == [] and m.as_dict()["note"] is None
+    assert "note:" not in format_table(m)
+    empty = _metrics([0, 1], [IGNORE_INDEX, IGNORE_INDEX], num_classes=2)
+    assert "no ground-truth pixel was counted" in format_table(empty)
+
+
+def test_best_miou_text_carries_the_note_of_its_evaluation():
+    # The 0/255-masks failure: background only in the ground truth, predicted everywhere -> mIoU 1.0 over 1 class.
+    m = _metrics([0, 0], [0, 0], num_classes=2)
+    record = {"kind": "val", "step": 3, **m.as_dict(["background", "foreground"])}
+    text = best_miou_text(m.miou, [{"kind": "train", "step": 3, "loss": 0.1}, record])
+    assert text == (
+        "1.0000; mIoU over 1 of 2 classes (absent from ground truth and never predicted, so left out: foreground); "
+        "mean Dice over the same 1, mean accuracy over the 1 in ground truth"
+    )
+    assert best_miou_text(0.5, []) == "0.5000"  # a resumed run's best may come from an earlier process
+    assert best_miou_text(-math.inf, []).startswith("undefined (no validation pixel was counted")

@@ -63,6 +63,25 @@ def check_logits_and_target(logits: torch.Tensor, target: torch.Tensor, ignore_i
         )
 
 
+def _real(value: Any) -> float | None:
+    """``value`` as a float when it is a real number, else ``None``.
+
+    Strings are refused although ``float("0.5")`` works: an option written as text is a
+    mistake to report (YAML reads ``thresh: abc`` as text), not a number to guess.
+    """
+    if value is None or isinstance(value, (bool, str, bytes)):
+        return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, RuntimeError):  # RuntimeError: a tensor of several numbers
+        return None
+
+
+def _non_negative(value: Any) -> bool:
+    x = _real(value)
+    return x is not None and math.isfinite(x) and x >= 0
+
+
 def as_class_weights(weight: Sequence[float] | torch.Tensor | None, name: str = "weight") -> torch.Tensor | None:
     """Validate per-class weights: one finite, non-negative number per class, not all zero."""
     if weight is None:
@@ -182,8 +201,9 @@ class OHEMCrossEntropy(_PixelLoss):
         weight: Sequence[float] | torch.Tensor | None = None,
     ) -> None:
         super().__init__(ignore_index=ignore_index, weight=weight, weight_name="weight")
-        if not 0.0 < float(thresh) <= 1.0:
-            raise ValueError(f"thresh must be in (0, 1], got {thresh!r}")
+        p = _real(thresh)
+        if p is None or not 0.0 < p <= 1.0:
+            raise ValueError(f"thresh must be a number in (0, 1], got {thresh!r}")
         if isinstance(min_kept, bool) or not isinstance(min_kept, int) or min_kept < 0:
             raise ValueError(f"min_kept must be an integer >= 0, got {min_kept!r}")
         self.thresh = float(thresh)
@@ -260,7 +280,7 @@ class DiceLoss(_PixelLoss):
         squared: bool = False,
     ) -> None:
         super().__init__(ignore_index=ignore_index, weight=None, weight_name="weight")
-        if not math.isfinite(smooth) or smooth < 0:
+        if not _non_negative(smooth):
             raise ValueError(f"smooth must be a finite number >= 0, got {smooth!r}")
         if classes not in ("present", "all"):
             raise ValueError(f"classes must be 'present' or 'all', got {classes!r}")
@@ -320,7 +340,7 @@ class FocalLoss(_PixelLoss):
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
         super().__init__(ignore_index=ignore_index, weight=alpha, weight_name="alpha")
-        if not math.isfinite(gamma) or gamma < 0:
+        if not _non_negative(gamma):
             raise ValueError(f"gamma must be a finite number >= 0, got {gamma!r}")
         self.gamma = float(gamma)
 
@@ -399,7 +419,7 @@ class CombinedLoss(nn.Module):
         if unknown:
             raise ValueError(f"CombinedLoss: weights for {unknown} name no loss; losses are {sorted(losses)}")
         for name, w in weights.items():
-            if not math.isfinite(w) or w < 0:
+            if not _non_negative(w):
                 raise ValueError(f"CombinedLoss: weight of {name!r} must be a finite number >= 0, got {w!r}")
         self.losses = nn.ModuleDict(dict(losses))
         self.weights = {name: float(weights.get(name, 1.0)) for name in losses}
@@ -433,7 +453,7 @@ class SegmentationLoss(nn.Module):
         super().__init__()
         if not callable(criterion):
             raise TypeError(f"criterion must be a loss module, got {type(criterion).__name__}")
-        if not math.isfinite(aux_weight) or aux_weight < 0:
+        if not _non_negative(aux_weight):
             raise ValueError(f"aux_weight must be a finite number >= 0, got {aux_weight!r}")
         self.criterion = criterion
         self.aux_weight = float(aux_weight)
@@ -528,6 +548,92 @@ def list_losses() -> list[str]:
     return list(_LOSSES)
 
 
+_INVALID = object()
+
+
+def _probability(value: Any) -> Any:
+    p = _real(value)
+    return p if p is not None and 0.0 < p <= 1.0 else _INVALID
+
+
+def _count(value: Any) -> Any:
+    # A recipe's ``min_kept: 1e5`` is read as the float 100000.0: a whole float is a count.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value if value >= 0 else _INVALID
+    x = _real(value)
+    return int(x) if x is not None and math.isfinite(x) and x >= 0 and x.is_integer() else _INVALID
+
+
+def _non_negative_number(value: Any) -> Any:
+    x = _real(value)
+    return x if x is not None and math.isfinite(x) and x >= 0 else _INVALID
+
+
+def _dice_classes(value: Any) -> Any:
+    return value if isinstance(value, str) and value in ("present", "all") else _INVALID
+
+
+def _flag(value: Any) -> Any:
+    # Only true/false: bool("no") is True, so a string would silently mean the opposite.
+    return value if isinstance(value, bool) else _INVALID
+
+
+# Each loss option: its check (the value to pass, or _INVALID) and what is allowed, in words.
+# Shared by every loss that takes the option (smooth and classes are Dice's, in "dice" and "ce+dice").
+_OPTION_RULES: dict[str, tuple[Callable[[Any], Any], str]] = {
+    "thresh": (_probability, "a number in (0, 1] (the probability below which a pixel counts as hard)"),
+    "min_kept": (_count, "a whole number >= 0 (pixels kept per batch at least)"),
+    "smooth": (_non_negative_number, "a finite number >= 0"),
+    "gamma": (_non_negative_number, "a finite number >= 0 (0 is plain cross-entropy)"),
+    "dice_weight": (_non_negative_number, "a finite number >= 0"),
+    "classes": (_dice_classes, "'present' or 'all'"),
+    "squared": (_flag, "true or false"),
+}
+
+
+def _show(value: Any) -> str:
+    return repr(value) if isinstance(value, (str, bytes)) else str(value)
+
+
+def check_loss_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a loss's ``options`` (``train.loss_options``) before it is built; return them ready to pass.
+
+    Whole floats become integers where a count is wanted (``min_kept: 1e5`` in YAML is a float).
+
+    Raises:
+        ValueError: an unknown loss; an option the loss does not take; a value of the wrong
+            type or range. The message names ``train.loss_options.<key>``, the loss, the
+            value and what is allowed, in one line.
+    """
+    builder = _builder(name)
+    allowed = [p for p in inspect.signature(builder).parameters if p not in ("ignore_index", "class_weights")]
+    checked: dict[str, Any] = {}
+    for option, value in options.items():
+        if option not in allowed:
+            close = difflib.get_close_matches(str(option), allowed, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
+            raise ValueError(f"train.loss_options: unknown option {option!r} for loss {name!r}.{hint} ({takes})")
+        rule = _OPTION_RULES.get(option)
+        if rule is None:  # an option without a rule here: the loss's own constructor checks it
+            checked[option] = value
+            continue
+        convert, what = rule
+        result = convert(value)
+        if result is _INVALID:
+            raise ValueError(f"train.loss_options.{option} must be {what} for loss {name!r}, got {_show(value)}")
+        checked[option] = result
+    return checked
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    if not isinstance(name, str) or name not in _LOSSES:
+        close = difflib.get_close_matches(str(name).lower(), list(_LOSSES), n=3, cutoff=0.4)
+        hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown loss {name!r}.{hint} Known losses: {', '.join(_LOSSES)}.")
+    return _LOSSES[name]
+
+
 def build_loss(
     name: str,
     *,
@@ -555,29 +661,20 @@ def build_loss(
         ignore_index: target label whose pixels are skipped.
         class_weights: optional per-class weights.
         aux_weight: weight of the auxiliary-head loss.
-        **options: the loss's own options, listed above.
+        **options: the loss's own options, listed above (checked by :func:`check_loss_options`).
 
     Example::
 
         loss_fn = build_loss("ohem", num_classes=19, min_kept=50_000)
         loss = loss_fn(model(images), masks)
     """
-    if name not in _LOSSES:
-        close = difflib.get_close_matches(str(name).lower(), list(_LOSSES), n=3, cutoff=0.4)
-        hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown loss {name!r}.{hint} Known losses: {', '.join(_LOSSES)}.")
+    builder = _builder(name)
+    # Before anything is built: a wrong option is one line naming it, not an error from inside a loss.
+    options = check_loss_options(name, options)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
     weights = as_class_weights(class_weights, "class_weights")
     if weights is not None and weights.numel() != num_classes:
         raise ValueError(f"class_weights has {weights.numel()} entries for num_classes={num_classes}")
-    builder = _LOSSES[name]
-    allowed = [p for p in inspect.signature(builder).parameters if p not in ("ignore_index", "class_weights")]
-    for option in options:
-        if option not in allowed:
-            close = difflib.get_close_matches(option, allowed, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
-            raise ValueError(f"build_loss({name!r}): unknown option {option!r}.{hint} ({takes})")
     criterion = builder(ignore_index=ignore_index, class_weights=weights, **options)
     return SegmentationLoss(criterion, aux_weight=aux_weight)

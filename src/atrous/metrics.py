@@ -18,13 +18,19 @@ Added here: per-class Dice ``2 n_ii / (t_i + Σ_j n_ji)`` (the F1 score) and its
 Absent classes: a class with no pixel in either ground truth or prediction has NaN IoU
 and Dice; a class with no ground-truth pixel has NaN accuracy. NaN classes are left out
 of the means (``n_cl`` counts only the others), as in the PASCAL VOC and Cityscapes
-evaluations. Pixels labelled ``ignore_index`` never enter the matrix.
+evaluations. A class absent from the ground truth but predicted somewhere has IoU and
+Dice 0 and *is* counted. Pixels labelled ``ignore_index`` never enter the matrix.
+
+A mean over fewer classes than the dataset has is a different number, so it never goes
+out unmarked: :func:`absent_note` says over how many classes mIoU was taken and which
+classes had no ground truth, and :func:`format_table`, :meth:`SegmentationMetrics.as_dict`
+(``absent_classes``, ``miou_classes``, ``note``) and :func:`best_miou_text` carry it.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,6 +67,16 @@ class SegmentationMetrics:
     def num_classes(self) -> int:
         return len(self.iou)
 
+    @property
+    def absent_classes(self) -> list[int]:
+        """Classes with no ground-truth pixel (their accuracy is NaN)."""
+        return [c for c, acc in enumerate(self.accuracy) if math.isnan(acc)]
+
+    @property
+    def miou_classes(self) -> int:
+        """How many classes :attr:`miou` (and :attr:`mean_dice`) average over."""
+        return sum(not math.isnan(iou) for iou in self.iou)
+
     def as_dict(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
         """JSON-friendly values: NaN becomes ``None``, per-class scores are keyed by name.
 
@@ -68,8 +84,10 @@ class SegmentationMetrics:
             class_names: one name per class; the class index (as a string) when omitted.
 
         Returns:
-            ``{"pixel_accuracy", "mean_accuracy", "miou", "fwiou", "mean_dice"}`` and
-            ``"per_class": {name: {"iou", "accuracy", "dice"}}``.
+            ``{"pixel_accuracy", "mean_accuracy", "miou", "fwiou", "mean_dice"}``,
+            ``"miou_classes"`` (how many classes ``miou`` averages), ``"absent_classes"``
+            (names of the classes with no ground-truth pixel), ``"note"`` (:func:`absent_note`,
+            ``None`` when every class is present) and ``"per_class": {name: {"iou", "accuracy", "dice"}}``.
         """
         names = _class_names(class_names, self.num_classes)
         return {
@@ -78,6 +96,9 @@ class SegmentationMetrics:
             "miou": _json_float(self.miou),
             "fwiou": _json_float(self.fwiou),
             "mean_dice": _json_float(self.mean_dice),
+            "miou_classes": self.miou_classes,
+            "absent_classes": [names[c] for c in self.absent_classes],
+            "note": absent_note(self, names),
             "per_class": {
                 name: {"iou": _json_float(iou), "accuracy": _json_float(acc), "dice": _json_float(dice)}
                 for name, iou, acc, dice in zip(names, self.iou, self.accuracy, self.dice, strict=True)
@@ -273,7 +294,8 @@ class ConfusionMatrix:
 def format_table(metrics: SegmentationMetrics, class_names: Sequence[str] | None = None) -> str:
     """A plain-text table of per-class IoU, accuracy and Dice (in %), then the summary.
 
-    Classes whose score is undefined (absent, see the module docstring) show ``-``.
+    Classes whose score is undefined (absent, see the module docstring) show ``-``; when a
+    class has no ground truth, a last line says what the means were taken over (:func:`absent_note`).
     """
     names = _class_names(class_names, metrics.num_classes)
     width = max(len("class"), len("mean"), *(len(n) for n in names))
@@ -287,7 +309,64 @@ def format_table(metrics: SegmentationMetrics, class_names: Sequence[str] | None
         f"pixel accuracy {_pct(metrics.pixel_accuracy).strip()}  ·  mIoU {_pct(metrics.miou).strip()}  ·  "
         f"FWIoU {_pct(metrics.fwiou).strip()}"
     )
+    note = absent_note(metrics, names)
+    if note:
+        lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+def absent_note(metrics: SegmentationMetrics, class_names: Sequence[str] | None = None) -> str | None:
+    """What the means were taken over when some class has no ground-truth pixel, or ``None``.
+
+    E.g. ``"mIoU over 9 of 11 classes (absent from ground truth and never predicted, so left
+    out: sign, pole); mean Dice over the same 9, mean accuracy over the 9 in ground truth"``.
+    """
+    names = _class_names(class_names, metrics.num_classes)
+    absent = metrics.absent_classes
+    total = metrics.num_classes
+    if not absent:
+        return None
+    if len(absent) == total:
+        return "no ground-truth pixel was counted (every pixel ignored, or no image): every score is undefined"
+    left_out = [c for c in absent if math.isnan(metrics.iou[c])]
+    counted = [c for c in absent if not math.isnan(metrics.iou[c])]
+
+    def listed(classes: list[int]) -> str:
+        return ", ".join(names[c] for c in classes)
+
+    if not counted:
+        why = f"absent from ground truth and never predicted, so left out: {listed(left_out)}"
+    elif not left_out:
+        why = f"absent from ground truth but predicted, so counted with IoU 0: {listed(counted)}"
+    else:
+        why = (
+            f"absent from ground truth: {listed(absent)}; never predicted, so left out: {listed(left_out)}; "
+            f"predicted, so counted with IoU 0: {listed(counted)}"
+        )
+    n = metrics.miou_classes
+    return (
+        f"mIoU over {n} of {total} classes ({why}); mean Dice over the same {n}, "
+        f"mean accuracy over the {total - len(absent)} in ground truth"
+    )
+
+
+def best_miou_text(best_miou: float, history: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The best validation mIoU for a summary line, with the note of the evaluation that gave it.
+
+    Args:
+        best_miou: the best mIoU (``-inf`` or NaN when no evaluation counted a pixel).
+        history: the run's records; the ``"val"`` record with this mIoU supplies the note
+            (a resumed run may not hold it: then the number goes alone).
+    """
+    if not math.isfinite(best_miou):
+        return "undefined (no validation pixel was counted: every pixel ignored, or no validation ran)"
+    text = f"{best_miou:.4f}"
+    for record in history:
+        miou = record.get("miou")
+        if record.get("kind", "val") == "val" and miou is not None and math.isclose(miou, best_miou, abs_tol=1e-12):
+            note = record.get("note")
+            return f"{text}; {note}" if note else text
+    return text
 
 
 def _nanmean(x: torch.Tensor) -> float:

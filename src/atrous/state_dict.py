@@ -11,11 +11,12 @@ import os
 import urllib.error
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-_MAX_LISTED_KEYS = 20
+_MAX_LISTED_KEYS = 4  # an error is one line: a few keys say enough, the count says the rest
 
 
 class StateDictMismatchError(KeyError):
@@ -48,12 +49,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(str(path))
         except Exception as exc:  # safetensors raises its own error types
             raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(
-            f"{path} could not be read as a PyTorch weights file (torch.load with weights_only=True): {exc}"
-        ) from exc
+    obj = read_torch_file(path, "PyTorch weights file")
     if isinstance(obj, Mapping):
         for wrapper in ("model", "state_dict", "model_state_dict"):
             inner = obj.get(wrapper)
@@ -63,6 +59,33 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"{path} does not hold a state dict (a mapping of names to tensors)")
     return dict(obj)
+
+
+def read_torch_file(path: str | os.PathLike, what: str) -> Any:
+    """``torch.load(path, weights_only=True)`` on the CPU; a file it cannot read is a
+    ValueError of one line that names the file and says why in the user's terms (torch's
+    own message suggests ``weights_only=False``, which would run the file's code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"{path} is not a readable {what}: {_why_unreadable(exc)}") from exc
+
+
+def _why_unreadable(exc: Exception) -> str:
+    text = str(exc)
+    if "Weights only load failed" in text:
+        detail = text.partition("WeightsUnpickler error:")[2].strip().splitlines()
+        reason = detail[0].strip() if detail else ""
+        if reason.startswith("Unsupported global"):
+            return (
+                "it holds Python objects besides tensors and plain values, which atrous does not unpickle "
+                f"(it could run code): {reason[:160]}"
+            )
+        return f"not a file torch.save wrote, or a damaged one ({reason[:120] or 'unpickling failed'})"
+    if isinstance(exc, RuntimeError) and ("inline_container" in text or "zip archive" in text):
+        return "a zip archive, but not one torch.save wrote (or a damaged one)"
+    first = text.splitlines()[0][:120] if text else ""
+    return f"not a file torch.save wrote, or a damaged one ({type(exc).__name__}: {first})"
 
 
 def load_strict(

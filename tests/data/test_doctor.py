@@ -85,3 +85,48 @@ def test_real_camvid_few_files():
     assert report.num_read == 3 and report.ok
     assert report.image_sizes == {(360, 480): 3}
     assert set(report.label_histogram) <= set(range(11)) | {255}
+
+
+def _binary_dataset(root, count=3):
+    for i in range(count):
+        mask = np.zeros((6, 6), np.uint8)
+        mask[1:4, 1:4] = 255
+        make_pair(root, f"m{i}", mask)
+
+
+def test_binary_masks_that_leave_one_class_are_a_problem(tmp_path):
+    _binary_dataset(tmp_path)
+    report = scan_dataset(FolderDataset(tmp_path, num_classes=2))
+    assert report.loads and not report.ok  # every file loads, but nothing is left to learn
+    assert "every foreground pixel would be ignored" in report.label_problem
+    text = format_report(report)
+    problems = text.split("Problems:")[1].split("Suggestions:")[0]
+    assert "in all 3 masks, 3 hold only the values 0 and 255" in problems and "label_map={0: 0, 255: 1}" in problems
+    assert text.count("label_map={0: 0, 255: 1}") == 1  # the problem says it; no second suggestion
+    assert scan_dataset(FolderDataset(tmp_path, num_classes=2, label_map={0: 0, 255: 1})).ok
+
+
+def test_one_class_in_every_mask_is_a_problem_and_resized_masks_are_not(tmp_path):
+    make_pair(tmp_path / "one", "a", np.zeros((4, 4), np.uint8))
+    report = scan_dataset(FolderDataset(tmp_path / "one", num_classes=2))
+    assert not report.ok and "the dataset's masks (the only mask) hold only class_0" in report.label_problem
+    make_pair(tmp_path / "resized", "a", np.array([[0, 1], [1, 0]], np.uint8), image_size=(4, 4))
+    report = scan_dataset(FolderDataset(tmp_path / "resized", num_classes=2, resize_masks=True))
+    assert report.ok and report.size_mismatches
+    text = format_report(report)
+    assert "Problems: none" in text and "(resized: resize_masks=True)" in text.split("Notes:")[1]
+
+
+def test_doctor_exit_status_tells_scripts_about_problems(tmp_path, capsys):
+    from atrous.cli import main
+
+    _binary_dataset(tmp_path / "binary")
+    assert main(["doctor", "folder", "--root", str(tmp_path / "binary"), "-o", "num_classes=2"]) == 3
+    assert "Problems:\n  - in all 3 masks" in capsys.readouterr().out
+    fixed = ["-o", "num_classes=2", "-o", "label_map={0: 0, 255: 1}"]
+    assert main(["doctor", "folder", "--root", str(tmp_path / "binary"), *fixed]) == 0
+    assert "Problems: none" in capsys.readouterr().out
+    assert main(["doctor", "folder", "--root", str(tmp_path / "binary"), "-o", "num_class=2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("atrous doctor: error: dataset 'folder' has no option 'num_class'. Did you mean num_classes?")
+    assert "\n" not in err

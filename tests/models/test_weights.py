@@ -69,7 +69,7 @@ def test_load_model_rejects_weights_of_another_model(tmp_path):
 def test_checkpoint_that_is_not_a_state_dict(tmp_path):
     path = tmp_path / "junk.pth"
     path.write_bytes(b"this is not a checkpoint")
-    with pytest.raises(ValueError, match=r"junk\.pth could not be read"):
+    with pytest.raises(ValueError, match=r"junk\.pth is not a readable PyTorch weights file"):
         atrous.create_model("fcn_resnet50", checkpoint_path=path)
     torch.save([1, 2, 3], path)
     with pytest.raises(ValueError, match=r"junk\.pth does not hold a state dict"):

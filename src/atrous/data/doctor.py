@@ -19,6 +19,7 @@ import numpy as np
 from .constants import IGNORE_INDEX
 from .errors import DatasetError, MaskValueError
 from .io import read_image, read_image_size
+from .label_check import LabelCensus, binary_fix, binary_masks_dominate, mask_labels
 from .labels import count_colors, format_values, invalid_labels
 
 _MAX_LISTED = 5
@@ -52,6 +53,9 @@ class DoctorReport:
         unreadable: messages of files that could not be read or mapped.
         unmatched: files the dataset left out for lack of a partner.
         class_weights: median-frequency-balancing weights, see :func:`median_frequency_weights`.
+        label_problem: why the labels leave nothing to learn (0/255 masks whose foreground is
+            all "ignore", or one class in every mask), as training's label check would stop
+            with it; see :meth:`atrous.data.label_check.LabelCensus.degenerate`.
         suggestions: what to change, in words.
     """
 
@@ -71,6 +75,7 @@ class DoctorReport:
     unreadable: list[str] = field(default_factory=list)
     unmatched: list[Path] = field(default_factory=list)
     class_weights: list[float] = field(default_factory=list)
+    label_problem: str | None = None
     suggestions: list[str] = field(default_factory=list)
 
     @property
@@ -92,10 +97,17 @@ class DoctorReport:
         return self.image_sizes.most_common(1)[0][0] if self.image_sizes else None
 
     @property
-    def ok(self) -> bool:
+    def loads(self) -> bool:
         """Whether every sample can be loaded as it is."""
         mismatches = self.size_mismatches and not self.resize_masks
         return not (self.out_of_range or mismatches or self.color_masks or self.unreadable)
+
+    @property
+    def ok(self) -> bool:
+        """Whether training can use the dataset as it is: every sample loads and the labels
+        leave something to learn. What is not ok is listed under "Problems" by
+        :func:`format_report` (``atrous doctor`` then exits with status 3); suggestions are not problems."""
+        return self.loads and self.label_problem is None
 
 
 def median_frequency_weights(class_pixels: Sequence[int], image_pixels: Sequence[int]) -> list[float]:
@@ -118,15 +130,6 @@ def median_frequency_weights(class_pixels: Sequence[int], image_pixels: Sequence
         return [0.0] * len(freq)
     median = float(np.median(freq[present]))
     return [float(median / f) if ok else 0.0 for f, ok in zip(freq, present, strict=True)]
-
-
-def _value_counts(array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values and their counts; ``bincount`` when the values allow it (much faster than sorting)."""
-    if array.size and array.dtype.kind in "ui" and array.min() >= 0 and array.max() < 65536:
-        counts = np.bincount(array.ravel())
-        values = np.flatnonzero(counts)
-        return values, counts[values]
-    return np.unique(array, return_counts=True)
 
 
 def scan_dataset(dataset, *, check_images: bool = True, limit: int | None = None) -> DoctorReport:
@@ -159,9 +162,10 @@ def scan_dataset(dataset, *, check_images: bool = True, limit: int | None = None
     histogram: Counter = Counter()
     out_of_range: defaultdict[int, list[Path]] = defaultdict(list)
     colors: Counter = Counter()
-    class_pixels = np.zeros(num_classes, dtype=np.int64)
+    samples = dataset.samples[:limit]
+    labels = LabelCensus(num_classes, report.class_names, report.num_samples)  # as training's label check counts
     image_pixels = np.zeros(num_classes, dtype=np.int64)  # pixels of the images where each class is present
-    for image_path, mask_path in dataset.samples[:limit]:
+    for image_path, mask_path in samples:
         image_size = None
         try:
             image_size = tuple(read_image(image_path).shape[1:]) if check_images else read_image_size(image_path)
@@ -176,7 +180,7 @@ def scan_dataset(dataset, *, check_images: bool = True, limit: int | None = None
         if image_size is not None and raw.shape[:2] != image_size:
             report.size_mismatches.append(SizeMismatch(Path(image_path), Path(mask_path), image_size, raw.shape[:2]))
         try:
-            mask = dataset.encode_mask(raw, mask_path)
+            read = mask_labels(dataset, raw, mask_path)
         except MaskValueError as exc:
             if raw.ndim == 3:
                 report.color_masks.append(Path(mask_path))
@@ -185,25 +189,24 @@ def scan_dataset(dataset, *, check_images: bool = True, limit: int | None = None
                 report.unreadable.append(str(exc))
             continue
         report.num_read += 1
-        values, counts = _value_counts(mask)
+        labels.add(read)
+        mask, values, counts = read.labels, read.values, read.counts
         histogram.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
-        if raw.ndim == 2 and (mask == IGNORE_INDEX).any():
-            raw_values = set(_value_counts(raw)[0].tolist())
-            if raw_values == {0, IGNORE_INDEX}:
-                report.binary_masks.append(Path(mask_path))
+        if read.binary:
+            report.binary_masks.append(Path(mask_path))
         bad = invalid_labels(mask, num_classes)
         if bad.any():
             stored = raw[bad] if raw.shape == mask.shape else mask[bad]
             for value in np.unique(stored).tolist():
                 out_of_range[int(value)].append(Path(mask_path))
         present = (values >= 0) & (values < num_classes)
-        class_pixels[values[present]] += counts[present]
         image_pixels[values[present]] += mask.size
     report.label_histogram = dict(sorted(histogram.items()))
     report.out_of_range = dict(sorted(out_of_range.items()))
     report.mask_colors = dict(colors.most_common())
-    report.class_weights = median_frequency_weights(class_pixels.tolist(), image_pixels.tolist())
-    report.suggestions = _suggestions(report, class_pixels)
+    report.class_weights = median_frequency_weights(labels.class_pixels.tolist(), image_pixels.tolist())
+    report.label_problem = labels.degenerate(binary_fix(dataset))
+    report.suggestions = _suggestions(report, labels.class_pixels)
     return report
 
 
@@ -215,7 +218,7 @@ def _names(paths: Sequence[Path]) -> str:
 def _suggestions(report: DoctorReport, class_pixels: np.ndarray) -> list[str]:
     tips = []
     n = report.num_classes
-    if report.binary_masks and len(report.binary_masks) * 2 >= max(report.num_read, 1):
+    if binary_masks_dominate(len(report.binary_masks), report.num_read) and not report.label_problem:
         tips.append(
             f"{len(report.binary_masks)} of {report.num_read} masks hold only 0 and 255, and 255 means 'ignore': "
             "if 255 marks the foreground, pass label_map={0: 0, 255: 1} with num_classes=2"
@@ -283,12 +286,18 @@ def format_report(report: DoctorReport) -> str:
     issues = []
     for value, paths in report.out_of_range.items():
         issues.append(f"label {value} in {len(paths)} masks: {_names(paths)}")
-    for m in report.size_mismatches[:_MAX_LISTED]:
-        issues.append(
-            f"size mismatch: image {m.image} is {_size_text(m.image_size)}, mask {m.mask} is {_size_text(m.mask_size)}"
-        )
+    if report.label_problem:
+        issues.append(report.label_problem)
+    mismatches = [
+        f"size mismatch: image {m.image} is {_size_text(m.image_size)}, mask {m.mask} is {_size_text(m.mask_size)}"
+        for m in report.size_mismatches[:_MAX_LISTED]
+    ]
     if len(report.size_mismatches) > _MAX_LISTED:
-        issues.append(f"… and {len(report.size_mismatches) - _MAX_LISTED} more size mismatches")
+        mismatches.append(f"… and {len(report.size_mismatches) - _MAX_LISTED} more size mismatches")
+    # With resize_masks the dataset resizes each mask to its image: worth knowing, not a problem.
+    notes = [f"{line} (resized: resize_masks=True)" for line in mismatches] if report.resize_masks else []
+    if not report.resize_masks:
+        issues += mismatches
     if report.color_masks:
         issues.append(f"colour masks: {_names(report.color_masks)}")
     issues += [f"unreadable: {message}" for message in report.unreadable[:_MAX_LISTED]]
@@ -296,6 +305,9 @@ def format_report(report: DoctorReport) -> str:
         issues.append(f"… and {len(report.unreadable) - _MAX_LISTED} more unreadable files")
     lines.append("Problems:" if issues else "Problems: none")
     lines += [f"  - {issue}" for issue in issues]
+    if notes:
+        lines.append("Notes:")
+        lines += [f"  - {note}" for note in notes]
     if report.suggestions:
         lines.append("Suggestions:")
         lines += [f"  - {tip}" for tip in report.suggestions]

@@ -29,3 +29,8 @@ class EmptyDatasetError(DatasetError):
 
 class UnmatchedFilesError(DatasetError):
     """Images without a mask, or masks without an image, where every file should have a partner."""
+
+
+class LabelError(DatasetError):
+    """Masks whose labels leave fewer than two classes to learn, such as 0/255 masks whose 255
+    (the foreground) stays "ignore" (:mod:`atrous.data.label_check`)."""

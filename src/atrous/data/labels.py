@@ -2,15 +2,18 @@
 
 Three ways a dataset's files encode classes, one helper each: a value-to-class table
 (:func:`lookup_table` / :func:`apply_lookup`, such as Cityscapes' labelIds), a few
-remapped values (:func:`apply_label_map`, such as ``{0: 0, 255: 1}`` for a 0/255 mask),
-and colours (:func:`colors_to_index`). Then :func:`invalid_labels` finds what is left
-outside ``0..num_classes-1`` and the ignore label.
+remapped values (:func:`apply_label_map`, such as ``{0: 0, 255: 1}`` for a 0/255 mask,
+checked by :func:`check_label_map`), and colours (:func:`colors_to_index`). Then
+:func:`invalid_labels` finds what is left outside ``0..num_classes-1`` and the ignore label.
 """
 
 from __future__ import annotations
 
+import operator
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -18,6 +21,62 @@ from .constants import IGNORE_INDEX
 from .errors import MaskValueError
 
 _MAX_LISTED = 12
+# The largest value a mask file stores: 16-bit masks keep their values (io.read_raw_mask).
+# A larger label_map key could match nothing, and would size the lookup table by it.
+MAX_MASK_VALUE = 65535
+_DIGITS = re.compile(r"-?[0-9]+")
+
+
+def _integer(value: Any) -> int | None:
+    """``value`` as an int: an integer, or an integer written as text (``"255"``); else ``None``.
+
+    Text is accepted because JSON keys are always strings (``{"0": 0, "255": 1}``) and a
+    quoted YAML key is one; a float or ``True`` is not an integer here.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        return int(text) if _DIGITS.fullmatch(text) else None
+    try:
+        return operator.index(value)  # int, numpy integers
+    except TypeError:
+        return None
+
+
+def check_label_map(label_map: Any, num_classes: int, *, name: str = "label_map") -> dict[int, int]:
+    """``label_map`` as ``{stored_value: class_index}`` integers, or a one-line error naming the bad entry.
+
+    Keys are values a mask file stores, ``0..65535`` (8- or 16-bit masks); values are classes
+    ``0..num_classes-1`` or ``255`` (ignore). Integers written as text (``"255"``, as JSON
+    writes every key) are converted.
+
+    Raises:
+        ValueError: not a mapping; a key or value that is not such an integer; a stored
+            value listed twice (``255`` and ``"255"``).
+    """
+    if not isinstance(label_map, Mapping):
+        raise ValueError(
+            f"{name} must be a mapping {{stored_value: class_index}} such as {{0: 0, 255: 1}}, got {label_map!r}"
+        )
+    classes_ok = isinstance(num_classes, int) and not isinstance(num_classes, bool)
+    result: dict[int, int] = {}
+    for key, value in label_map.items():
+        entry = f"{name} entry {{{key!r}: {value!r}}}"
+        stored = _integer(key)
+        if stored is None or not 0 <= stored <= MAX_MASK_VALUE:
+            raise ValueError(
+                f"{entry}: the stored value must be an integer 0..{MAX_MASK_VALUE} "
+                f"(mask files hold 8- or 16-bit values), got {key!r}"
+            )
+        label = _integer(value)
+        if label is None or (classes_ok and not (0 <= label < num_classes or label == IGNORE_INDEX)):
+            allowed = f"0..{num_classes - 1} (num_classes={num_classes}) or " if classes_ok else ""
+            raise ValueError(f"{entry}: the class must be an integer {allowed}{IGNORE_INDEX} (ignore), got {value!r}")
+        if stored in result:
+            raise ValueError(f"{name} lists the stored value {stored} twice: {entry} and an earlier key for {stored}")
+        result[stored] = label
+    return result
 
 
 def lookup_table(mapping: Mapping[int, int], *, default: int | None = None, size: int = 256) -> np.ndarray:

@@ -8,6 +8,8 @@ import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ..options import check_options
+
 if TYPE_CHECKING:
     from .segmentor import SegmentationModel
 
@@ -85,9 +87,17 @@ def create_model(name: str, **kwargs) -> SegmentationModel:
     ``docs/models.md``). ``checkpoint_path`` loads a whole-model state dict (a
     ``.safetensors`` file, or a ``torch.save`` file such as torchvision's
     ``deeplabv3_resnet50_coco-cd0a2569.pth``) with every key checked.
+
+    Raises:
+        ValueError: an unknown model name (with close names).
+        TypeError: an option the model does not take, named with close ones and the
+            model's options, before anything is built.
     """
     fn = model_entrypoint(name)
     checkpoint_path = kwargs.pop("checkpoint_path", None)
+    # Before building: a typo would otherwise surface deep in the **kwargs chain as
+    # "create_resnet() got an unexpected keyword argument", after half the model was built.
+    check_options(fn, kwargs, what=f"model {name!r}", where="model.options")
     model = fn(**kwargs)
     if checkpoint_path is not None:
         from .weights import load_checkpoint

@@ -101,6 +101,36 @@ def test_label_map_for_binary_masks(tmp_path):
         FolderDataset(tmp_path, num_classes=2, label_map={0: 0, 255: 1})[1]
 
 
+def test_label_map_keys_written_as_text_are_converted(tmp_path):
+    # As -o 'label_map={"0": 0, "255": 1}' (JSON: keys are strings) or a quoted YAML key gives them.
+    make_pair(tmp_path, "a", np.array([[0, 255], [255, 0]], np.uint8))
+    ds = FolderDataset(tmp_path, num_classes=2, label_map={"0": 0, "255": "1"})
+    assert ds.label_map == {0: 0, 255: 1} and ds[0][1].tolist() == [[0, 1], [1, 0]]
+
+
+def test_a_bad_label_map_is_named_before_any_file_is_read(tmp_path):
+    # No images folder at all: the label_map error comes first.
+    with pytest.raises(ValueError, match=r"label_map entry \{'fg': 1\}: the stored value must be an integer"):
+        FolderDataset(tmp_path, num_classes=2, label_map={0: 0, "fg": 1})
+    with pytest.raises(ValueError, match=r"label_map entry \{255: 2\}: the class must be an integer 0\.\.1"):
+        FolderDataset(tmp_path, num_classes=2, label_map={0: 0, 255: 2})
+
+
+def test_atrous_doctor_reads_a_json_label_map_and_names_a_bad_one(tmp_path, capsys):
+    from atrous.cli import main
+
+    make_pair(tmp_path, "a", np.array([[0, 255], [255, 0]], np.uint8))
+    root = ["doctor", "folder", "--root", str(tmp_path), "-o", "num_classes=2"]
+    assert main([*root, "-o", 'label_map={"0": 0, "255": 1}']) == 0
+    assert "Problems: none" in capsys.readouterr().out
+    assert main([*root, "-o", 'label_map={"0": 0, "255": 7}']) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err.startswith("atrous doctor: error: label_map entry {'255': 7}: the class must be an integer 0..1")
+        and "\n" not in err
+    )
+
+
 def test_color_map_masks(tmp_path):
     rgb = np.zeros((2, 2, 3), np.uint8)
     rgb[0, 1] = (128, 64, 128)

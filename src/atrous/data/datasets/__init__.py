@@ -10,6 +10,7 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
+from ...options import check_options
 from .ade20k import ADE20K
 from .base import FileDataset, Transforms
 from .camvid import CamVid
@@ -85,6 +86,7 @@ def build_dataset(
 
     Raises:
         ValueError: an unknown name (with close names), or no ``root`` for a file dataset.
+        TypeError: an argument the dataset does not take (named, with close ones and the valid ones).
         FileNotFoundError: ``root`` does not exist.
     """
     key = name.lower()
@@ -93,6 +95,9 @@ def build_dataset(
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown dataset {name!r}.{hint} Known datasets: {', '.join(list_datasets())}.")
     build, reads_files = _DATASETS[key]
+    # Before building: a typo would otherwise be "FolderDataset.__init__() got an unexpected
+    # keyword argument". root, split and transforms are this function's own.
+    check_options(build, kwargs, what=f"dataset {key!r}", where="data.options", bound=3)
     if not reads_files:
         return build(None if root is None else Path(root), split, transforms, **kwargs)
     if root is None:

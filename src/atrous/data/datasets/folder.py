@@ -10,7 +10,7 @@ import numpy as np
 from ..constants import IGNORE_INDEX
 from ..errors import EmptyDatasetError, MaskValueError, UnmatchedFilesError
 from ..io import read_raw_mask
-from ..labels import apply_label_map, colors_to_index
+from ..labels import apply_label_map, check_label_map, colors_to_index
 from ..palette import Color, palette_from_color_map, voc_palette
 from ._files import IMAGE_EXTENSIONS, describe_unmatched, index_files, pair_files, require_dir
 from .base import FileDataset, Transforms
@@ -36,6 +36,7 @@ class FolderDataset(FileDataset):
             a colour not in the map is an error.
         label_map: ``{stored_value: class_index}`` for masks that store other values, such
             as ``{0: 0, 255: 1}`` for a 0/255 foreground mask; unlisted values are kept.
+            Integers written as text (``{"255": 1}``) are accepted.
         mask_suffix: text after the image's name in a mask's name (``"_mask"`` pairs
             ``a.jpg`` with ``a_mask.png``).
         resize_masks: resize a mask whose size differs from its image's to the image by
@@ -45,6 +46,8 @@ class FolderDataset(FileDataset):
         transforms: ``(image, mask) -> (image, mask)``.
 
     Raises:
+        ValueError: a ``label_map`` entry that is not ``stored value 0..65535: class`` (see
+            :func:`~atrous.data.labels.check_label_map`), or a ``color_map`` class out of range.
         FileNotFoundError: ``root/images`` or ``root/masks`` is not a folder.
         EmptyDatasetError: no image files, or no image with a mask.
         UnmatchedFilesError: some files have no partner (and ``allow_unmatched`` is off).
@@ -71,10 +74,12 @@ class FolderDataset(FileDataset):
         root = Path(root)
         if color_map is not None and label_map is not None:
             raise ValueError("pass color_map (colour masks) or label_map (value masks), not both")
-        for name, mapping in (("color_map", color_map), ("label_map", label_map)):
-            bad = sorted({v for v in (mapping or {}).values() if not (0 <= v < num_classes or v == IGNORE_INDEX)})
-            if bad:
-                raise ValueError(f"{name} maps to {bad}, outside 0..{num_classes - 1} and {IGNORE_INDEX} (ignore)")
+        bad = sorted({v for v in (color_map or {}).values() if not (0 <= v < num_classes or v == IGNORE_INDEX)})
+        if bad:
+            raise ValueError(f"color_map maps to {bad}, outside 0..{num_classes - 1} and {IGNORE_INDEX} (ignore)")
+        if label_map is not None:
+            # Before any file is read; keys written as text ({"255": 1}, as JSON or -o writes them) become integers.
+            label_map = check_label_map(label_map, num_classes)
         image_dir = require_dir(root / images, "image folder")
         mask_dir = require_dir(root / masks, "mask folder")
         image_files = index_files(image_dir)

@@ -22,6 +22,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from ...options import check_options
 from ..datasets._files import require_dir
 from .coco import CocoInstances, read_coco_json, targets_to_coco
 from .dsb2018 import DSB2018Nuclei
@@ -55,7 +56,12 @@ def list_instance_datasets() -> list[str]:
 
 
 def build_instance_dataset(
-    name: str, *, root: str | Path, split: str = "train", transforms: InstanceTransforms | None = None
+    name: str,
+    *,
+    root: str | Path,
+    split: str = "train",
+    transforms: InstanceTransforms | None = None,
+    **options: Any,
 ) -> InstanceDataset:
     """Build an instance-segmentation dataset by name.
 
@@ -67,9 +73,12 @@ def build_instance_dataset(
         root: the dataset folder.
         split: as the dataset defines them.
         transforms: ``(image, target) -> (image, target)``.
+        **options: the dataset's own arguments (``data.options`` in a recipe); neither
+            dataset has any today, so any is an error that says so.
 
     Raises:
         ValueError: an unknown name (with close names).
+        TypeError: an option the dataset does not take.
         FileNotFoundError: ``root`` does not exist.
     """
     key = name.lower()
@@ -79,9 +88,11 @@ def build_instance_dataset(
         raise ValueError(
             f"unknown instance dataset {name!r}.{hint} Known instance datasets: {', '.join(list_instance_datasets())}."
         )
-    root = require_dir(Path(root), f"root folder of dataset {name!r}")
     build: Any = _INSTANCE_DATASETS[key]
-    return build(root, split, transforms)
+    # data.options reach here from recipes: name a bad one instead of "got an unexpected keyword argument".
+    check_options(build, options, what=f"instance dataset {key!r}", where="data.options", bound=3)
+    root = require_dir(Path(root), f"root folder of dataset {name!r}")
+    return build(root, split, transforms, **options)
 
 
 __all__ = [
