@@ -45,12 +45,18 @@ def test_train_writes_a_run_and_refuses_to_overwrite_it(trained_run, capsys):
     assert "already holds a run (last.pt): pass --resume" in capsys.readouterr().err
 
 
-def test_resume_continues_to_more_steps(trained_run, tmp_path, capsys):
+def test_resume_to_more_steps_is_refused_and_the_way_forward_works(trained_run, tmp_path, capsys):
     import shutil
 
     run = tmp_path / "run"
     shutil.copytree(trained_run, run)
-    assert main(["train", "--run-dir", str(run), "--resume", *TINY, "--set", "train.steps=3"]) == 0
+    before = (run / "config.yaml").read_text()
+    assert main(["train", "--run-dir", str(run), "--resume", *TINY, "--set", "train.steps=3"]) == 2
+    err = capsys.readouterr().err
+    assert "train.steps 2 → 3" in err and "model.checkpoint_path" in err and "\n" not in err.strip()
+    assert (run / "config.yaml").read_text() == before  # still describes what ran
+    longer = ["--set", "train.steps=3", "--set", f"model.checkpoint_path={run / 'last.pt'}"]
+    assert main(["train", "--run-dir", str(tmp_path / "longer"), *TINY, *longer]) == 0
     assert "trained 3 steps" in capsys.readouterr().out
 
 
@@ -58,7 +64,8 @@ def test_eval_single_and_multi_scale_flip(trained_run, tmp_path, capsys):
     out = tmp_path / "m.json"
     assert main(["eval", str(trained_run), "--json", str(out)]) == 0
     single = json.loads(out.read_text())
-    assert main(["eval", str(trained_run), "--ms", "--flip", "--output-stride", "8", "--json", str(out)]) == 0
+    tta = ["--ms", "--flip", "--output-stride", "8"]
+    assert main(["eval", str(trained_run), *tta, "--json", str(out), "--overwrite"]) == 0  # replaces the first
     multi = json.loads(out.read_text())
     assert multi["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75] and multi["flip"] is True
     assert multi["output_stride"] == 8
@@ -128,7 +135,7 @@ def test_doctor_reports_a_folder_dataset(tmp_path, capsys):
         mask = np.zeros((8, 10), dtype=np.uint8)
         mask[:, 5:] = 255  # a 0/255 binary mask, as many tools export them
         Image.fromarray(mask).save(tmp_path / "masks" / f"{i}.png")
-    assert main(["doctor", "folder", "--root", str(tmp_path), "-o", "num_classes=2"]) == 0
+    assert main(["doctor", "folder", "--root", str(tmp_path), "-o", "num_classes=2"]) == 3  # problems found: exit 3
     out = capsys.readouterr().out
     assert "3" in out and "label_map" in out  # 0/255 masks: suggests mapping 255 to class 1
 
@@ -142,3 +149,30 @@ def test_console_script_entry_point():
     result = subprocess.run([sys.executable, "-m", "atrous", "models", "fcn*"], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "fcn_resnet101" in result.stdout
+
+
+def test_demo_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
+    run = tmp_path / "my_run"
+    run.mkdir()
+    (run / "config.yaml").write_text("model:\n  name: unet\ndata:\n  dataset: folder\n")
+    (run / "last.pt").write_bytes(b"weeks of training")
+    assert main(["demo", "--run-dir", str(run)]) == 2
+    assert "no earlier demo wrote" in capsys.readouterr().err
+    assert (run / "last.pt").read_bytes() == b"weeks of training"
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert main(["demo", "--run-dir", str(afile)]) == 2
+    assert afile.read_text() == "x"
+
+
+def test_eval_says_when_the_model_knows_its_classes_by_other_names(capsys):
+    from types import SimpleNamespace
+
+    from atrous.cli.eval import _warn_if_classes_differ
+
+    model = SimpleNamespace(metadata={"class_names": ["road", "car", "sky"]})
+    _warn_if_classes_differ(model, SimpleNamespace(class_names=["road", "car", "sky"]))
+    assert capsys.readouterr().err == ""
+    _warn_if_classes_differ(model, SimpleNamespace(class_names=["road", "sky", "car"]))
+    err = capsys.readouterr().err
+    assert "another order" in err and "class 1 is 'car' for the model and 'sky' for the dataset" in err

@@ -1,7 +1,9 @@
 """``atrous <subcommand>``: one module per subcommand, each with ``add_parser`` and ``run``.
 
-Exit codes: 0 on success, 2 on bad usage or bad input (a one-line error, no traceback
-unless ``--debug``), 1 on an unexpected failure.
+Exit codes (docs/reliability.md): 0 on success; 2 on bad usage or bad input, a one-line
+error that names the file or option (no traceback unless ``--debug``); 3 when ``atrous
+doctor`` finds problems; 128 + the signal number when SIGTERM or SIGINT stopped a run
+(after its checkpoint); 1 on an unexpected failure (a traceback: a bug to report).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# Subcommand modules import torch lazily, so `atrous --help` is instant.
+# Subcommand modules import what their command needs inside run(), not at import.
 SUBCOMMANDS = {
     name: importlib.import_module(f".{name}", __name__)
     for name in ("train", "eval", "predict", "demo", "models", "doctor", "portrait", "export", "bench", "quantize")
@@ -57,13 +59,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, NonFiniteLossError):
             print(f"atrous {args.command}: error: {exc}", file=sys.stderr)
             return 1
-        if isinstance(exc, UsageError | ValueError | TypeError | FileNotFoundError | KeyError | ConnectionError):
-            print(f"atrous {args.command}: error: {exc}", file=sys.stderr)
+        if isinstance(exc, UsageError | ValueError | TypeError | KeyError | ConnectionError | OSError):
+            # OSError: a missing, unreadable or unwritable file or folder the user named.
+            print(f"atrous {args.command}: error: {one_line(exc)}", file=sys.stderr)
             return 2
         raise
     except KeyboardInterrupt:
         print(f"atrous {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def one_line(exc: BaseException) -> str:
+    """The error as one line. An error raised in a DataLoader worker arrives with the
+    worker's traceback in its message ("Caught X in DataLoader worker process 0. Original
+    Traceback ..."): its last line is the original error."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    if len(lines) > 1 and "Traceback" in text:
+        last = lines[-1]
+        # "atrous.data.errors.DatasetError: file x ..." -> "file x ..."
+        head, sep, rest = last.partition(": ")
+        return rest if sep and head.replace(".", "").replace("_", "").isalnum() else last
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return " ".join(lines)
 
 
 if __name__ == "__main__":
