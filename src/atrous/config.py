@@ -398,6 +398,23 @@ def _semantic_vflip_unused(c: Config) -> str | None:
     return None
 
 
+def _instance_model_fields_used(c: Config) -> str | None:
+    # Mask R-CNN has no output stride, multi-grid or auxiliary head, and its class count is
+    # model.num_classes (or the dataset's): values there would be ignored without a word.
+    from .models import model_task
+
+    if model_task(c.model.name) != "instance":
+        return None
+    m = c.model
+    for key in ("output_stride", "multi_grid", "aux"):
+        if getattr(m, key) is not None:
+            return f"model.{key}={getattr(m, key)} does not apply to {m.name} (instance segmentation): remove it"
+    for key in ("num_classes", "pretrained_backbone", "checkpoint_path"):
+        if key in m.options:
+            return f"model.options.{key}: set model.{key} instead"
+    return None
+
+
 def _loss_options_valid(c: Config) -> str | None:
     from .losses import check_loss_options  # losses import torch: only when a config is checked
 
@@ -414,6 +431,7 @@ CROSS_CHECKS: tuple[Callable[[Config], str | None], ...] = (
     _loss_options_valid,
     _dataset_options_not_reserved,
     _semantic_vflip_unused,
+    _instance_model_fields_used,
 )
 
 

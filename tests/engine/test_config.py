@@ -239,6 +239,8 @@ def test_base_config_then_recipe_then_overrides(tmp_path):
         (["data.options={root: /x}"], r"data\.options\.root is not a dataset option: set data\.root instead"),
         (["data.train_options={split: val}"], r"data\.train_options\.split is not a dataset option"),
         (["model.name=unet", "data.vflip=0.5"], r"data\.vflip=0\.5 applies to instance models only"),
+        (["model.name=maskrcnn_resnet18_fpn", "model.output_stride=8"], r"model\.output_stride=8 does not apply"),
+        (["model.name=maskrcnn_resnet18_fpn", "model.options={num_classes: 5}"], r"set model\.num_classes instead"),
     ],
 )
 def test_options_a_run_would_ignore_or_collide_on_are_refused(overrides, message):
