@@ -607,6 +607,8 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
             raise ConfigError(f"{where} must be true or false, got {_show(value)}")
         return value
     if hint is int:
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            return int(value)  # steps: 3e4 — scientific notation is a float in YAML, and means 30000
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{where} must be an integer, got {_show(value)}")
         return value

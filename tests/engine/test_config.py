@@ -247,3 +247,11 @@ def test_options_a_run_would_ignore_or_collide_on_are_refused(overrides, message
     with pytest.raises(ConfigError, match=message):
         load_config(None, overrides)
     load_config(None, ["model.name=maskrcnn_resnet18_fpn", "data.vflip=0.5", "data.dataset=dsb2018_nuclei"])
+
+
+def test_whole_numbers_in_scientific_notation_fill_integer_fields():
+    config = load_config(None, ["train.steps=3e4", "train.checkpoint_every=1E3", "data.crop_size=[5.12e2, 512]"])
+    assert config.train.steps == 30000 and isinstance(config.train.steps, int)
+    assert config.train.checkpoint_every == 1000 and config.data.crop_size == [512, 512]
+    with pytest.raises(ConfigError, match=r"train\.steps must be an integer"):
+        load_config(None, ["train.steps=2.5e0"])
