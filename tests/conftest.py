@@ -66,3 +66,12 @@ def tiny_config():
         return load_config(None, [*base, *overrides])
 
     return make
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--kills",
+        type=int,
+        default=None,
+        help="kill -9s of tests/engine/test_kill_resume.py (default 10, or $ATROUS_KILLS)",
+    )

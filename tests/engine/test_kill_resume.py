@@ -22,8 +22,8 @@ must equal the reference's (``torch.equal`` on every tensor), its ``metrics.json
 read as the reference's (every step and evaluation once, same values but the times), and
 no temporary file may remain in the run folder.
 
-``ATROUS_KILLS`` sets the number of kills (default 10); ``ATROUS_KILL_SEED`` the seed of
-the schedule (default: a fresh one, printed, and named in every failure message).
+``pytest --kills N`` (or ``ATROUS_KILLS=N``) sets the number of kills (default 10);
+``ATROUS_KILL_SEED`` the seed of the schedule (default: a fresh one, printed, and named in every failure message).
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from tests._reliability import ForkedCli, cli_env, temp_leftovers
 from atrous.engine.checkpoint import load_training_checkpoint
 from atrous.state_dict import load_state_dict_file
 
-KILLS = int(os.environ.get("ATROUS_KILLS", "10"))
 SEED = int(os.environ.get("ATROUS_KILL_SEED") or random.SystemRandom().randrange(2**31))
 PROCESS_TIMEOUT_S = 240  # one start, from launch to exit or kill
 
@@ -183,11 +182,12 @@ def _final_state(run_dir: Path) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume_ends_bit_identical(tmp_path):
+def test_sigkill_at_random_moments_then_resume_ends_bit_identical(tmp_path, request):
+    wanted = request.config.getoption("--kills") or int(os.environ.get("ATROUS_KILLS", "10"))
     rng = random.Random(SEED)
-    steps = max(36, 3 * KILLS + 6)
-    print(f"\nkill/resume: ATROUS_KILL_SEED={SEED} ATROUS_KILLS={KILLS} steps={steps}")
-    tag = f"[ATROUS_KILL_SEED={SEED} ATROUS_KILLS={KILLS}]"
+    steps = max(36, 3 * wanted + 6)
+    print(f"\nkill/resume: ATROUS_KILL_SEED={SEED} ATROUS_KILLS={wanted} steps={steps}")
+    tag = f"[ATROUS_KILL_SEED={SEED} ATROUS_KILLS={wanted}]"
     config = tmp_path / "recipe.yaml"
     config.write_text(recipe(steps))
     (tmp_path / "logs").mkdir()
@@ -206,7 +206,7 @@ def test_sigkill_at_random_moments_then_resume_ends_bit_identical(tmp_path):
     startup_s = 5.0  # launch to first save; measured by the first kill
     last_step = -1
     finished = False
-    while len(kills) < KILLS:
+    while len(kills) < wanted:
         resumed = (run_dir / "last.pt").is_file()
         if not resumed and (run_dir / "metrics.jsonl").exists():
             # Killed after logging but before the first checkpoint: there is nothing to
@@ -260,7 +260,7 @@ def test_sigkill_at_random_moments_then_resume_ends_bit_identical(tmp_path):
     assert reference.wait(timeout=PROCESS_TIMEOUT_S) == 0, f"{tag} the reference run failed"
     print(f"  {len(kills)} kills, {launcher.count} processes, {time.monotonic() - start:.1f} s")
 
-    assert len(kills) >= min(KILLS, 10), f"{tag} the run finished after {len(kills)} kills; make it longer"
+    assert len(kills) >= min(wanted, 10), f"{tag} the run finished after {len(kills)} kills; make it longer"
     first = next((i for i, k in enumerate(kills) if k.step is None), None)
     assert first is not None, f"{tag} no kill landed before the first last.pt: {kills}"
     assert first + 1 == len(kills) or not kills[first + 1].resumed, f"{tag} no fresh start after {kills[first]}"
