@@ -91,6 +91,26 @@ def check_new_run_dir(run_dir: str | os.PathLike) -> None:
         )
 
 
+def open_run(
+    run_dir: Path, config: Any, resume: bool | str | os.PathLike, *, world_size: int = 1, is_main: bool = True
+) -> tuple[Path | None, dict[str, Any] | None]:
+    """What every trainer does first, before any data or model is built (a refused start
+    costs nothing): for a resume, load the checkpoint (``RUN/last.pt``, or the path given)
+    and refuse a config that would train something else; for a new run, refuse a folder
+    that holds one. Then clear temporary files of saves killed mid-write (on the main
+    process). Returns ``(checkpoint path, checkpoint)``, both None for a new run."""
+    path, checkpoint = None, None
+    if resume:
+        path = run_dir / LAST if resume is True else Path(resume)
+        checkpoint = load_training_checkpoint(path)
+        check_resume(config, checkpoint, path, world_size=world_size)
+    else:
+        check_new_run_dir(run_dir)
+    if is_main:
+        remove_stale_run_files(run_dir)
+    return path, checkpoint
+
+
 class RunLock:
     """An exclusive lock on a run folder while a trainer runs in it: ``flock`` on the folder
     itself (no lock file left behind), released by the kernel when the process ends,

@@ -48,11 +48,10 @@ from .checkpoint import (
     LAST,
     RunLock,
     atomic_torch_save,
-    check_new_run_dir,
     check_resume,
     load_training_checkpoint,
+    open_run,
     recorded_best,
-    remove_stale_run_files,
     rng_state,
     set_rng_state,
 )
@@ -153,14 +152,7 @@ class InstanceTrainer:
         t, d, m = config.train, config.data, config.model
         if t.grad_accum != 1:
             raise ValueError("train.grad_accum is not supported for instance models; use data.batch_size")
-        checkpoint = None
-        if resume:
-            resume_path = self.run_dir / LAST if resume is True else Path(resume)
-            checkpoint = load_training_checkpoint(resume_path)
-            check_resume(config, checkpoint, resume_path)
-        else:
-            check_new_run_dir(self.run_dir)
-        remove_stale_run_files(self.run_dir)
+        resume_path, checkpoint = open_run(self.run_dir, config, resume)
         self.device = resolve_device(t.device)
         seed_everything(t.seed, t.deterministic)
 

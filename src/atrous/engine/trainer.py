@@ -52,11 +52,10 @@ from .checkpoint import (
     LAST,
     RunLock,
     atomic_torch_save,
-    check_new_run_dir,
     check_resume,
     load_training_checkpoint,
+    open_run,
     recorded_best,
-    remove_stale_run_files,
     rng_state,
     set_rng_state,
 )
@@ -173,19 +172,11 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.callbacks = callbacks or []
         t = config.train
-        checkpoint = None
-        if resume:
-            resume_path = self.run_dir / LAST if resume is True else Path(resume)
-            checkpoint = load_training_checkpoint(resume_path)
-        else:
-            check_new_run_dir(self.run_dir)
         self.device = resolve_device(t.device)
         self.dist = dist_utils.init_distributed(self.device)
-        if checkpoint is not None:
-            # Before any data or model is built: a refused resume costs nothing.
-            check_resume(config, checkpoint, resume_path, world_size=self.dist.world_size)
-        if self.dist.is_main:
-            remove_stale_run_files(self.run_dir)
+        resume_path, checkpoint = open_run(
+            self.run_dir, config, resume, world_size=self.dist.world_size, is_main=self.dist.is_main
+        )
         seed_everything(t.seed + self.dist.rank, t.deterministic)
 
         self.train_set, self.val_set = build_datasets(config)
