@@ -505,7 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         forwarded = _without_options(list(sys.argv[1:] if argv is None else argv), ("--isa", "--json"))
         rows = run_isa_classes(isas, forwarded)
         if args.json is not None:
-            from atrous.atomic import atomic_write_text
+            from atrous.utils.atomic import atomic_write_text
 
             atomic_write_text(args.json, json.dumps({"torch": torch.__version__, "by_isa": rows}, indent=1))
         return 0
@@ -514,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--device cuda but CUDA is not available")
         result = run_cuda(args)
         if args.json is not None:
-            from atrous.atomic import atomic_write_text
+            from atrous.utils.atomic import atomic_write_text
 
             atomic_write_text(args.json, json.dumps({"torch": torch.__version__, "cuda": result}, indent=1))
         return 0
@@ -539,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         print_pair(result)
         results.append(result)
     if args.json is not None:
-        from atrous.atomic import atomic_write_text
+        from atrous.utils.atomic import atomic_write_text
 
         payload = {"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}
         atomic_write_text(args.json, json.dumps(payload, indent=1))

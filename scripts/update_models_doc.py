@@ -16,8 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from atrous.atomic import atomic_write_text
-from atrous.model_table import TABLE_SIZE, render_doc
+from atrous.benchmark.model_table import TABLE_SIZE, render_doc
+from atrous.utils.atomic import atomic_write_text
 
 DEFAULT_DOC = Path(__file__).resolve().parents[1] / "docs" / "models.md"
 

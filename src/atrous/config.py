@@ -159,7 +159,7 @@ class Config:
         return dataclasses.asdict(self)
 
     def save(self, path: str | os.PathLike) -> None:
-        from .atomic import atomic_write_text
+        from .utils.atomic import atomic_write_text
 
         atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
 

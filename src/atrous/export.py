@@ -37,7 +37,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from .atomic import atomic_write
+from .utils.atomic import atomic_write
 
 ExportFormat = Literal["onnx", "exported-program"]
 FORMATS: tuple[str, ...] = ("onnx", "exported-program")

@@ -56,10 +56,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .atomic import TEMP_SUFFIX, _umask, atomic_write_text, temp_prefix
 from .data.constants import IGNORE_INDEX
 from .export import export_model, model_name
 from .inference.int8 import INFO_NAME, INSTALL_HINT, MODEL_XML, Int8Model, import_openvino
+from .utils.atomic import TEMP_SUFFIX, _umask, atomic_write_text, temp_prefix
 
 #: NNCF's preset; the module docstring has the measurement behind the choice.
 PRESET = "performance"

@@ -58,7 +58,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .atomic import atomic_write_text
+from .utils.atomic import atomic_write_text
 
 log = logging.getLogger("atrous.runtime")
 

@@ -4,7 +4,7 @@ import torchvision
 from tests.helpers import randomize_norm_stats
 
 from atrous.backbones.mobilenetv2 import OUTPUT_STRIDES, InvertedResidual, MobileNetV2, create_mobilenetv2
-from atrous.state_dict import StateDictMismatchError, _torchvision_weight_url
+from atrous.utils.state_dict import StateDictMismatchError, _torchvision_weight_url
 
 FEATURE_INDICES = (1, 3, 6, 13, 18)
 CHANNELS = [16, 24, 32, 96, 1280]

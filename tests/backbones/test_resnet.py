@@ -4,7 +4,7 @@ import torchvision
 from tests.helpers import randomize_norm_stats
 
 from atrous.backbones import BACKBONES, OUTPUT_STRIDES, create_backbone
-from atrous.state_dict import StateDictMismatchError
+from atrous.utils.state_dict import StateDictMismatchError
 
 RESNETS = [name for name in BACKBONES if name.startswith("resnet")]
 

@@ -14,7 +14,7 @@ from tests.torchvision_vgg import save_state_dict, torchvision_vgg16, torchvisio
 from torch import nn
 
 from atrous.backbones import create_backbone
-from atrous.state_dict import StateDictMismatchError
+from atrous.utils.state_dict import StateDictMismatchError
 
 POOL_INDICES = [4, 9, 16, 23, 30]  # torchvision's vgg16().features
 CONV5 = [24, 26, 28]

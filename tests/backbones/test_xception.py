@@ -7,7 +7,7 @@ from tests.helpers import randomize_norm_stats
 from torch import nn
 
 from atrous.backbones.xception import OUTPUT_STRIDES, XceptionAligned65, create_xception65
-from atrous.state_dict import StateDictMismatchError
+from atrous.utils.state_dict import StateDictMismatchError
 
 MODULES = ["stem", "blocks.1.stack.act3", "blocks.2.stack.act3", "blocks.18", "blocks.20"]
 CHANNELS = [64, 256, 728, 728, 2048]

@@ -189,7 +189,7 @@ def test_portrait_refuses_an_existing_output_until_overwrite(tmp_path, capsys):
 
 def test_export_refuses_an_earlier_export_until_overwrite(run, capsys, monkeypatch):
     import atrous.export
-    from atrous.atomic import atomic_write_text
+    from atrous.utils.atomic import atomic_write_text
 
     def fake_export(model, path, **kwargs):  # the real one takes a minute; only the path matters here
         return atomic_write_text(path, "exported")
@@ -321,12 +321,12 @@ def test_an_unwritable_folder_is_refused_for_root_too(run, tmp_path, capsys, mon
 
 
 def test_eval_prints_the_metrics_before_a_failed_json_write(run, tmp_path, capsys, monkeypatch):
-    import atrous.atomic
+    import atrous.utils.atomic
 
     def full_disk(path, text):
         raise OSError(28, "No space left on device", f"{path}.tmp")
 
-    monkeypatch.setattr(atrous.atomic, "atomic_write_text", full_disk)
+    monkeypatch.setattr(atrous.utils.atomic, "atomic_write_text", full_disk)
     target = tmp_path / "m.json"
     assert main(["eval", str(run), "--json", str(target), "--device", "cpu", "--precision", "fp32"]) == 2
     captured = capsys.readouterr()

@@ -42,7 +42,7 @@ import torch
 from tests._reliability import ForkedCli, cli_env, temp_leftovers
 
 from atrous.engine.checkpoint import load_training_checkpoint
-from atrous.state_dict import load_state_dict_file
+from atrous.utils.state_dict import load_state_dict_file
 
 SEED = int(os.environ.get("ATROUS_KILL_SEED") or random.SystemRandom().randrange(2**31))
 PROCESS_TIMEOUT_S = 240  # one start, from launch to exit or kill

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 import atrous
-from atrous.state_dict import StateDictMismatchError, fetch_weights
+from atrous.utils.state_dict import StateDictMismatchError, fetch_weights
 
 
 def test_save_pretrained_and_load_model_round_trip(tmp_path):

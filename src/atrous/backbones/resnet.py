@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..layers.conv_norm_act import set_conv_dilation
-from ..state_dict import fetch_weights, load_strict
+from ..utils.state_dict import fetch_weights, load_strict
 from .features import FeatureInfo, FeatureSpec
 
 OUTPUT_STRIDES = (8, 16, 32)

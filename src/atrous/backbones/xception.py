@@ -57,7 +57,7 @@ from torch import nn
 
 from ..layers.conv_norm_act import same_padding, set_conv_dilation
 from ..layers.separable import SeparableConvNormAct
-from ..state_dict import fetch_weights, load_strict
+from ..utils.state_dict import fetch_weights, load_strict
 from .features import FeatureInfo, FeatureSpec
 
 OUTPUT_STRIDES = (8, 16, 32)

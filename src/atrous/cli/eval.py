@@ -111,7 +111,7 @@ def _check_json(args: argparse.Namespace, config_path: Path, config) -> None:
 
 
 def _write_json(path: Path, record: dict) -> None:
-    from ..atomic import atomic_write_text
+    from ..utils.atomic import atomic_write_text
     from .outputs import writing
 
     with writing(path):  # after the table is printed: a failure here loses no figure
@@ -121,7 +121,7 @@ def _write_json(path: Path, record: dict) -> None:
 def _run_instance(args: argparse.Namespace, config, model, device) -> int:
     """Box and mask AP (COCO definitions, pycocotools) of an instance model."""
     from ..engine.instance_trainer import build_instance_datasets, evaluate_instances, instance_val_loader
-    from ..instance_metrics import summarize
+    from ..metrics.instance import summarize
 
     if args.precision not in ("auto", "fp32"):
         raise ValueError(f"--precision {args.precision} applies to semantic models; instance models evaluate in fp32")

@@ -167,7 +167,7 @@ def check_folder(folder: Path, option: str) -> None:
 
 def clear_stale(folders: Iterable[Path], command: str) -> None:
     """Remove the temporary files a killed run (``kill -9``) left in ``folders``."""
-    from ..atomic import remove_stale_temp_files
+    from ..utils.atomic import remove_stale_temp_files
 
     for folder in dict.fromkeys(folders):
         try:

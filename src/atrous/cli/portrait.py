@@ -56,10 +56,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from ..atomic import atomic_write
     from ..inference.loading import load_inference_model
     from ..inference.portrait import load_rgb, portrait
     from ..runtime import resolve_device
+    from ..utils.atomic import atomic_write
     from .outputs import Reads, add_model_files, check_folder, check_outputs, clear_stale, writing
 
     if args.output.is_dir():

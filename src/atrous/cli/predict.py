@@ -61,10 +61,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from ..atomic import atomic_write
     from ..data.errors import DatasetError
     from ..inference import Predictor, load_inference_model, save_label_png, save_rgb_png
     from ..runtime import resolve_device
+    from ..utils.atomic import atomic_write
     from .outputs import writing
 
     if not 0.0 <= args.alpha <= 1.0:
@@ -204,11 +204,11 @@ def _run_instance(args: argparse.Namespace, model, paths: list[Path], names: lis
     from pycocotools import mask as mask_utils
     from tqdm import tqdm
 
-    from ..atomic import atomic_write_text
     from ..data.errors import DatasetError
     from ..inference import InstancePredictor, save_rgb_png
     from ..inference.visualize import save_mask_png
     from ..runtime import resolve_device
+    from ..utils.atomic import atomic_write_text
     from .outputs import writing
 
     predictor = InstancePredictor(model, device=resolve_device(args.device), score_threshold=args.score_threshold)

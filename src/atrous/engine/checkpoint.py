@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..atomic import atomic_write
+from ..utils.atomic import atomic_write
 
 LAST = "last.pt"
 BEST = "best.pt"
@@ -59,7 +59,7 @@ def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist")
-    from ..state_dict import read_torch_file
+    from ..utils.state_dict import read_torch_file
 
     checkpoint = read_torch_file(path, "training checkpoint")
     if not isinstance(checkpoint, dict):
@@ -140,7 +140,7 @@ class RunLock:
 def remove_stale_run_files(run_dir: str | os.PathLike) -> list[Path]:
     """Remove the temporary files that saves killed mid-write (``kill -9``, power loss) left
     in the run folder and the folders a trainer writes into; print and return them."""
-    from ..atomic import remove_stale_temp_files
+    from ..utils.atomic import remove_stale_temp_files
 
     run_dir = Path(run_dir)
     folders = (run_dir, *(run_dir / name for name in RUN_SUBFOLDERS))

@@ -13,7 +13,7 @@ instances:
   regression, and the heads' classification, box regression and per-class binary mask
   losses (Mask R-CNN §3, ``L = L_cls + L_box + L_mask``), summed;
 * evaluation is COCO box and mask AP through pycocotools
-  (:class:`~atrous.instance_metrics.InstanceEvaluator`), and the best model is the one with
+  (:class:`~atrous.metrics.instance.InstanceEvaluator`), and the best model is the one with
   the highest mask AP.
 
 One process only: under ``torchrun`` with more than one process this trainer refuses to
@@ -39,7 +39,7 @@ from tqdm import tqdm
 from ..config import Config, validate_config
 from ..data.instances import InstanceTrainTransforms, build_instance_dataset, collate_instances
 from ..data.root import resolve_root
-from ..instance_metrics import InstanceEvaluator
+from ..metrics.instance import InstanceEvaluator
 from ..models import create_model
 from ..runtime import PrecisionChoice, resolve_device
 from .amp import choose_training_precision, instance_probe, probe_shape
@@ -241,7 +241,7 @@ class InstanceTrainer:
         return path
 
     def _load(self, path: Path, checkpoint: dict[str, Any] | None = None) -> None:
-        from ..state_dict import load_strict
+        from ..utils.state_dict import load_strict
 
         if checkpoint is None:
             checkpoint = load_training_checkpoint(path)

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
+from ..utils.atomic import atomic_write_text
 
 LOG_NAME = "metrics.jsonl"
 

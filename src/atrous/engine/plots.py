@@ -74,7 +74,7 @@ def write_training_plots(run_dir: str | Path, class_names: list[str]) -> list[Pa
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
-    from ..atomic import atomic_write
+    from ..utils.atomic import atomic_write
 
     fig.tight_layout()
     try:  # atomic: a run killed mid-plot leaves the previous plot, never half a PNG

@@ -31,7 +31,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from ..atomic import atomic_write
 from ..config import Config, validate_config
 from ..data import build_dataset
 from ..data.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
@@ -45,6 +44,7 @@ from ..metrics import ConfusionMatrix
 from ..models import SegmentationModel, create_model
 from ..models.unet import center_crop
 from ..runtime import PrecisionChoice, resolve_device
+from ..utils.atomic import atomic_write
 from . import distributed as dist_utils
 from .amp import choose_training_precision, probe_shape, semantic_probe
 from .checkpoint import (
@@ -353,7 +353,7 @@ class Trainer:
         if checkpoint is None:
             checkpoint = load_training_checkpoint(path)
             check_resume(self.config, checkpoint, path, world_size=self.dist.world_size)
-        from ..state_dict import load_strict
+        from ..utils.state_dict import load_strict
 
         load_strict(self.model, checkpoint["model"], source=str(path))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
@@ -382,7 +382,7 @@ class Trainer:
         """``precision.json``: what ``train.amp`` resolved to and the figures behind it."""
         from dataclasses import asdict
 
-        from ..atomic import atomic_write_text
+        from ..utils.atomic import atomic_write_text
 
         choice = self.precision_choice
         record = {"amp": self.config.train.amp, "device": str(self.device), **asdict(choice)}

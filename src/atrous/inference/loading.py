@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from ..models import SegmentationModel, create_model, load_model
-from ..state_dict import load_strict
+from ..utils.state_dict import load_strict
 
 
 def load_trained_model(path: str | os.PathLike) -> SegmentationModel:

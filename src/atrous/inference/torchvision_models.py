@@ -20,7 +20,7 @@ from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..data.datasets.voc import VOC_CLASSES
 from ..data.palette import voc_palette
 from ..models import SegmentationModel, create_model
-from ..state_dict import fetch_weights, load_strict
+from ..utils.state_dict import fetch_weights, load_strict
 
 PREFIX = "torchvision:"
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..atomic import atomic_write
 from ..data.constants import IGNORE_INDEX
+from ..utils.atomic import atomic_write
 
 
 def default_palette(num_classes: int) -> list[tuple[int, int, int]]:

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import atomic_write, atomic_write_text
-from ..state_dict import load_state_dict_file, load_strict
+from ..utils.atomic import atomic_write, atomic_write_text
+from ..utils.state_dict import load_state_dict_file, load_strict
 from ._registry import create_model
 from .segmentor import SegmentationModel
 

@@ -36,7 +36,7 @@ from typing import Any
 
 import torch
 
-from .data.constants import IGNORE_INDEX
+from ..data.constants import IGNORE_INDEX
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from atrous.instance_metrics import InstanceEvaluator, summarize
+from atrous.metrics.instance import InstanceEvaluator, summarize
 
 SIZE = (20, 20)
 KINDS = ("box", "mask")
@@ -370,7 +370,7 @@ def test_three_hundred_instances_in_one_image():
     """pycocotools 2.0.11's area() overflows at 256 masks in one call; an image of nuclei has 300+."""
     import torch
 
-    from atrous.instance_metrics import InstanceEvaluator
+    from atrous.metrics.instance import InstanceEvaluator
 
     masks = torch.zeros(300, 60, 100, dtype=torch.uint8)
     boxes = []

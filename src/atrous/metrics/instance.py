@@ -43,7 +43,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from .data.instances.target import rle_areas
+from ..data.instances.target import rle_areas
 
 IOU_TYPES = ("bbox", "segm")
 _PREFIX = {"bbox": "box", "segm": "mask"}

@@ -29,8 +29,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from .backbones import BACKBONES, create_backbone
-from .models import create_model, list_models
+from ..backbones import BACKBONES, create_backbone
+from ..models import create_model, list_models
 
 TABLE_SIZE = 512  # input side for the GFLOPs column
 
@@ -57,7 +57,7 @@ PAPERS: tuple[tuple[str, str], ...] = (
 )
 
 # Whole models whose parameter count equals an external implementation's (checked by
-# tests/test_model_table.py, built as the table builds them).
+# tests/benchmark/test_model_table.py, built as the table builds them).
 MODEL_REFERENCES: dict[str, str] = {
     "fcn_resnet50": "torchvision `fcn_resnet50` (aux_loss=False)",
     "fcn_resnet101": "torchvision `fcn_resnet101` (aux_loss=False)",
@@ -175,7 +175,7 @@ def paper_for(name: str) -> str:
     for pattern, paper in PAPERS:
         if fnmatch.fnmatchcase(name, pattern):
             return paper
-    raise KeyError(f"{name}: no paper in atrous.model_table.PAPERS; add the model's paper and section there")
+    raise KeyError(f"{name}: no paper in atrous.benchmark.model_table.PAPERS; add the model's paper and section there")
 
 
 def build_model(name: str, *, device: str | torch.device = "meta") -> nn.Module:

@@ -17,8 +17,8 @@ from torch import nn
 from torchvision.models import segmentation
 
 import atrous
-from atrous import model_table
-from atrous.model_table import (
+from atrous.benchmark import model_table
+from atrous.benchmark.model_table import (
     BACKBONE_SPECS,
     MODEL_REFERENCES,
     build_backbone,
@@ -28,7 +28,7 @@ from atrous.model_table import (
     count_params,
 )
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "models.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "models.md"
 
 
 def _meta(build: Callable[[], nn.Module]) -> nn.Module:

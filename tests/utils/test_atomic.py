@@ -3,7 +3,7 @@ import stat
 
 import pytest
 
-from atrous.atomic import atomic_write, atomic_write_text
+from atrous.utils.atomic import atomic_write, atomic_write_text
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
@@ -33,7 +33,7 @@ def test_stale_temp_files_of_dead_processes_are_removed_and_nothing_else(tmp_pat
     import subprocess
     import sys
 
-    from atrous.atomic import remove_stale_temp_files, temp_prefix
+    from atrous.utils.atomic import remove_stale_temp_files, temp_prefix
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     dead_pid = int(dead.stdout)
