@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import ast
 import builtins
-import difflib
 import functools
-import importlib
 import inspect
 import textwrap
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from .utils.registry import close_names
 
 _MAX_DEPTH = 12
 _DICT_READERS = ("pop", "get", "setdefault")
@@ -69,13 +69,9 @@ def _backbone_builder(consts: Mapping[str, Any]) -> dict[str, Any]:
     from . import backbones
 
     name = consts.get("name")
-    if name not in backbones._BUILDERS:
+    if not isinstance(name, str) or name not in backbones.BACKBONES:
         return {}
-    module_name, builder_name = backbones._BUILDERS[name]
-    builder = getattr(importlib.import_module(f"{backbones.__name__}.{module_name}"), builder_name)
-    if builder is backbones.create_resnet:
-        builder = functools.partial(backbones.create_resnet, name)
-    return {"builder": builder}
+    return {"builder": backbones.backbone_builder(name)}
 
 
 # function (module.qualname) -> its local names that hold callees, given the constant arguments.
@@ -323,7 +319,7 @@ def check_options(
     shown = sorted(name for name in accepted if not name.startswith("_"))  # _private ones pass, unlisted
     hints = {}
     for name in unknown:
-        close = difflib.get_close_matches(name, shown, n=3, cutoff=0.6)
+        close = close_names(name, shown, n=3, cutoff=0.6)
         if close:
             hints[name] = " or ".join(close)
     noun = "option" if len(unknown) == 1 else "options"

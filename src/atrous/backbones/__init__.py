@@ -1,68 +1,59 @@
-"""Stride-aware backbones that publish ``feature_info``.
+"""Stride-aware backbones that publish ``feature_info``, by name.
 
-Every backbone follows one protocol, which the heads and the registry-wide tests rely on:
-
-* ``forward(x)`` returns a list of feature maps, described in order by ``feature_info``
-  (channels, reduction w.r.t. the input, producing module);
-* ``output_stride`` and ``set_output_stride(output_stride, multi_grid=None)``: strides past
-  the output stride become dilation, in place, weights untouched (DeepLab v3 §3.1);
-* ``aux_module``: the module whose feature an auxiliary FCN head reads;
-* ``in_chans`` and ``load_pretrained(source)`` (file, URL or named reference weights,
-  loaded strict).
+Every backbone is a :class:`~atrous.backbones.base.Backbone`; its docstring is the
+protocol the heads and the registry-wide tests rely on (features and ``feature_info``,
+``set_output_stride``, ``aux_module``, ``in_chans``, ``load_pretrained``).
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib
-from collections.abc import Sequence
+from collections.abc import Callable
 from functools import partial
+from typing import Any
 
-from torch import nn
-
+from ..utils.registry import Registry
+from .base import OUTPUT_STRIDES, Backbone
 from .features import FeatureInfo, FeatureSpec
-from .resnet import _RESNET_SPECS, OUTPUT_STRIDES, BasicBlock, Bottleneck, ResNet, create_resnet
+from .resnet import _RESNET_SPECS, BasicBlock, Bottleneck, ResNet, create_resnet
 
 # name → (module, builder); imported when first built, so ``import atrous`` stays light.
-_BUILDERS: dict[str, tuple[str, str]] = {
-    **{name: ("resnet", "create_resnet") for name in _RESNET_SPECS},
-    "vgg16": ("vgg", "create_vgg16"),
-    "mobilenetv2": ("mobilenetv2", "create_mobilenetv2"),
-    "xception65": ("xception", "create_xception65"),
-}
-BACKBONES = tuple(_BUILDERS)
+_BACKBONES: Registry[tuple[str, str]] = Registry("backbone", lead="; did you mean ")
+for _name in _RESNET_SPECS:
+    _BACKBONES.add(_name, ("resnet", "create_resnet"))
+_BACKBONES.add("vgg16", ("vgg", "create_vgg16"))
+_BACKBONES.add("mobilenetv2", ("mobilenetv2", "create_mobilenetv2"))
+_BACKBONES.add("xception65", ("xception", "create_xception65"))
+BACKBONES = tuple(_BACKBONES)
 
 
-def create_backbone(
-    name: str,
-    *,
-    output_stride: int = 32,
-    multi_grid: Sequence[int] | None = None,
-    in_chans: int = 3,
-    pretrained: str | None = None,
-    **kwargs,
-) -> nn.Module:
-    """Build a backbone by name (``list(BACKBONES)``); extra keywords go to its family."""
-    if name not in _BUILDERS:
-        close = difflib.get_close_matches(name, BACKBONES, n=3)
-        hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown backbone {name!r}{hint} Available: {', '.join(BACKBONES)}")
-    module_name, builder_name = _BUILDERS[name]
+def backbone_builder(name: str) -> Callable[..., Backbone]:
+    """The function that builds backbone ``name`` (its family's ``create_*``, the name bound)."""
+    module_name, builder_name = _BACKBONES.get(name)
     builder = getattr(importlib.import_module(f"{__name__}.{module_name}"), builder_name)
-    if builder is create_resnet:
-        builder = partial(create_resnet, name)
-    return builder(
-        output_stride=output_stride, multi_grid=multi_grid, in_chans=in_chans, pretrained=pretrained, **kwargs
-    )
+    return partial(create_resnet, name) if builder is create_resnet else builder
+
+
+def create_backbone(name: str, **kwargs: Any) -> Backbone:
+    """Build a backbone by name (``list(BACKBONES)``).
+
+    The keywords are its family's: ``output_stride`` (8, 16 or 32; default 32),
+    ``multi_grid`` (ResNet only), ``in_chans`` (3), ``pretrained`` (a file, URL or
+    torchvision weight name) and the family's own (``norm_layer``, ``fully_conv`` …).
+    """
+    builder = backbone_builder(name)  # atrous.options follows this name to read the keywords
+    return builder(**kwargs)
 
 
 __all__ = [
     "BACKBONES",
     "OUTPUT_STRIDES",
+    "Backbone",
     "BasicBlock",
     "Bottleneck",
     "FeatureInfo",
     "FeatureSpec",
     "ResNet",
+    "backbone_builder",
     "create_backbone",
 ]

@@ -47,17 +47,17 @@ its stride never adds a shortcut.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..layers.conv_norm_act import ConvNormAct, set_conv_dilation
-from ..utils.state_dict import fetch_weights, load_strict
-from .features import FeatureInfo, FeatureSpec
+from .base import OUTPUT_STRIDES, Backbone
+from .features import FeatureSpec
 
-OUTPUT_STRIDES = (8, 16, 32)
+__all__ = ["OUTPUT_STRIDES", "InvertedResidual", "MobileNetV2", "create_mobilenetv2"]
 
 # Table 2: expansion t, output channels c, repeats n, stride s of the first repeat.
 INVERTED_RESIDUAL_SETTING: tuple[tuple[int, int, int, int], ...] = (
@@ -118,7 +118,7 @@ class InvertedResidual(nn.Module):
         return x + out if self.use_res_connect else out
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(Backbone):
     """A MobileNetV2 feature extractor returning one feature map per stride.
 
     ``forward(x)`` returns a list of five tensors described by :attr:`feature_info`:
@@ -128,25 +128,21 @@ class MobileNetV2(nn.Module):
     output stride. :attr:`aux_module` names the stride-16 feature, for an auxiliary head.
 
     Args:
-        output_stride: 8, 16 or 32.
-        multi_grid: must be ``None`` (MobileNetV2 has no multi-grid); accepted for a
-            signature common to all backbones.
-        in_chans: input channels.
+        norm_layer: replaces every batch norm.
+        **common: ``output_stride`` and ``in_chans``, as
+            :class:`~atrous.backbones.base.Backbone` takes them (no multi-grid).
     """
 
-    torchvision_weights: str | None = "MobileNet_V2_Weights"
-    aux_module: str = "features.13"
+    torchvision_weights = "MobileNet_V2_Weights"
+    classifier_prefixes = ("classifier.",)
+    aux_module = "features.13"
 
-    def __init__(
-        self,
-        *,
-        output_stride: int = 32,
-        multi_grid: Sequence[int] | None = None,
-        in_chans: int = 3,
-        norm_layer: type[nn.Module] = nn.BatchNorm2d,
-    ) -> None:
-        super().__init__()
-        self.in_chans = in_chans
+    def __init__(self, *, norm_layer: type[nn.Module] = nn.BatchNorm2d, **common: Any) -> None:
+        self.norm_layer = norm_layer  # read by build() while Backbone.__init__ runs
+        super().__init__(**common)
+
+    def build(self, in_chans: int) -> None:
+        norm_layer = self.norm_layer
         layers: list[nn.Module] = [
             ConvNormAct(in_chans, STEM_CHANNELS, 3, stride=2, norm_layer=norm_layer, act_layer=_ReLU6)
         ]
@@ -157,28 +153,9 @@ class MobileNetV2(nn.Module):
                 channels = c
         layers.append(ConvNormAct(channels, LAST_CHANNELS, 1, norm_layer=norm_layer, act_layer=_ReLU6))
         self.features = nn.Sequential(*layers)
-        self._init_weights()
-        self.output_stride = 32
-        self.feature_info = FeatureInfo()
-        self.set_output_stride(output_stride, multi_grid)
 
-    def _init_weights(self) -> None:
-        # torchvision's MobileNetV2 initialisation.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def set_output_stride(self, output_stride: int, multi_grid: Sequence[int] | None = None) -> None:
-        """Set every block's stride and dilation for ``output_stride``; weights untouched."""
-        if output_stride not in OUTPUT_STRIDES:
-            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
-        if multi_grid is not None:
-            raise ValueError(f"MobileNetV2 has no multi-grid; multi_grid must be None, got {multi_grid!r}")
+    def _set_strides(self, output_stride: int, multi_grid: tuple[int, ...] | None) -> list[FeatureSpec]:
+        """Every block's stride and dilation (the module docstring's rule)."""
         current_stride, dilation = 2, 1  # after the stem (features.0, stride 2; never removed)
         reductions: dict[int, int] = {}
         for index, block in enumerate(self.features):
@@ -192,10 +169,7 @@ class MobileNetV2(nn.Module):
                     block.set_stride_dilation(block.stride, dilation)
                     current_stride *= block.stride
             reductions[index] = current_stride
-        self.output_stride = output_stride
-        self.feature_info = FeatureInfo(
-            FeatureSpec(self._channels(i), reductions[i], f"features.{i}") for i in _FEATURE_INDICES
-        )
+        return [FeatureSpec(self._channels(i), reductions[i], f"features.{i}") for i in _FEATURE_INDICES]
 
     def _channels(self, index: int) -> int:
         module = self.features[index]
@@ -211,26 +185,8 @@ class MobileNetV2(nn.Module):
                 out.append(x)
         return out
 
-    def load_pretrained(self, source: str) -> None:
-        """Load ImageNet weights: a local file, a URL, or a torchvision weight name.
 
-        torchvision's classification state dict loads with every backbone key matched;
-        its ``classifier`` is dropped (a segmentation backbone has none). Any other
-        missing or unexpected key is an error that lists the keys.
-        """
-        state_dict = fetch_weights(source, default_weights=self.torchvision_weights)
-        load_strict(self, state_dict, source=source, ignore_prefixes=("classifier.",))
-
-
-def create_mobilenetv2(
-    *,
-    output_stride: int = 32,
-    multi_grid: Sequence[int] | None = None,
-    in_chans: int = 3,
-    pretrained: str | None = None,
-) -> MobileNetV2:
-    """Build MobileNetV2 (width 1.0); ``pretrained`` is a file, URL or torchvision weight name."""
-    model = MobileNetV2(output_stride=output_stride, multi_grid=multi_grid, in_chans=in_chans)
-    if pretrained:
-        model.load_pretrained(pretrained)
-    return model
+def create_mobilenetv2(*, pretrained: str | None = None, **kwargs: Any) -> MobileNetV2:
+    """Build MobileNetV2 (width 1.0) with :class:`MobileNetV2`'s keywords (``output_stride``,
+    ``in_chans``, ``norm_layer``); ``pretrained`` is a file, URL or torchvision weight name."""
+    return MobileNetV2(**kwargs).with_weights(pretrained)

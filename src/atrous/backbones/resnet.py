@@ -24,15 +24,16 @@ Two conventions for the dilation of a dilated stage's units:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..layers.conv_norm_act import set_conv_dilation
-from ..utils.state_dict import fetch_weights, load_strict
-from .features import FeatureInfo, FeatureSpec
+from .base import OUTPUT_STRIDES, Backbone
+from .features import FeatureSpec
 
-OUTPUT_STRIDES = (8, 16, 32)
+__all__ = ["OUTPUT_STRIDES", "BasicBlock", "Bottleneck", "ResNet", "create_resnet"]
 
 
 class BasicBlock(nn.Module):
@@ -97,7 +98,7 @@ def _downsample(inplanes: int, outplanes: int, stride: int, norm_layer: type[nn.
     return nn.Sequential(nn.Conv2d(inplanes, outplanes, 1, stride=stride, bias=False), norm_layer(outplanes))
 
 
-class ResNet(nn.Module):
+class ResNet(Backbone):
     """A ResNet feature extractor returning the stem and the four stages' outputs.
 
     ``forward(x)`` returns a list of five tensors described by :attr:`feature_info`:
@@ -107,31 +108,38 @@ class ResNet(nn.Module):
     Args:
         block: :class:`BasicBlock` or :class:`Bottleneck`.
         layers: units per stage, e.g. (3, 4, 23, 3) for ResNet-101.
-        output_stride: 8, 16 or 32.
-        multi_grid: unit rates for the last stage (see the module docstring), one per
-            unit of ``layer4``; ``None`` for torchvision's convention.
-        in_chans: input channels.
+        norm_layer: replaces every batch norm (Mask R-CNN fine-tunes with frozen ones).
+        **common: ``output_stride``, ``multi_grid`` (unit rates for the last stage, see the
+            module docstring, one per unit of ``layer4``; ``None`` for torchvision's
+            convention) and ``in_chans``, as :class:`~atrous.backbones.base.Backbone` takes them.
     """
+
+    aux_module = "layer3"  # where PSPNet §4.2 puts its auxiliary loss
+    classifier_prefixes = ("fc.",)
+    has_multi_grid = True
 
     def __init__(
         self,
         block: type[BasicBlock | Bottleneck],
         layers: Sequence[int],
         *,
-        output_stride: int = 32,
-        multi_grid: Sequence[int] | None = None,
-        in_chans: int = 3,
         norm_layer: type[nn.Module] = nn.BatchNorm2d,
+        **common: Any,
     ) -> None:
-        super().__init__()
-        self.in_chans = in_chans
+        # Plain attributes, read by build() while Backbone.__init__ runs.
+        self.block, self.layers, self.norm_layer = block, tuple(layers), norm_layer
+        self.multi_grid: tuple[int, ...] | None = None
+        super().__init__(**common)
+
+    def build(self, in_chans: int) -> None:
+        block, norm_layer = self.block, self.norm_layer
         self.conv1 = nn.Conv2d(in_chans, 64, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = norm_layer(64)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
         inplanes = 64
         stages = []
-        for i, (planes, units) in enumerate(zip((64, 128, 256, 512), layers, strict=True)):
+        for i, (planes, units) in enumerate(zip((64, 128, 256, 512), self.layers, strict=True)):
             stride = 1 if i == 0 else 2
             stage = []
             for u in range(units):
@@ -140,34 +148,15 @@ class ResNet(nn.Module):
             stages.append(nn.Sequential(*stage))
         self.layer1, self.layer2, self.layer3, self.layer4 = stages
         self._stage_channels = [64] + [p * block.expansion for p in (64, 128, 256, 512)]
-        self._init_weights()
-        self.aux_module = "layer3"  # where PSPNet §4.2 puts its auxiliary loss
-        self.output_stride = 32
-        self.multi_grid: tuple[int, ...] | None = None
-        self.feature_info = FeatureInfo()
-        self.set_output_stride(output_stride, multi_grid)
 
-    def _init_weights(self) -> None:
-        # torchvision's ResNet initialisation.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
-                nn.init.constant_(m.weight, 1)
-                nn.init.constant_(m.bias, 0)
-
-    def set_output_stride(self, output_stride: int, multi_grid: Sequence[int] | None = None) -> None:
-        """Set every unit's stride and dilation for ``output_stride``; weights untouched."""
-        if output_stride not in OUTPUT_STRIDES:
-            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
+    def _set_strides(self, output_stride: int, multi_grid: tuple[int, ...] | None) -> list[FeatureSpec]:
+        """Every unit's stride and dilation (module docstring); ``multi_grid`` checked first."""
         stages = (self.layer1, self.layer2, self.layer3, self.layer4)
-        if multi_grid is not None:
-            multi_grid = tuple(int(r) for r in multi_grid)
-            if len(multi_grid) != len(self.layer4) or any(r < 1 for r in multi_grid):
-                raise ValueError(
-                    f"multi_grid must give one positive rate per unit of the last stage "
-                    f"({len(self.layer4)} units), got {multi_grid}"
-                )
+        if multi_grid is not None and (len(multi_grid) != len(self.layer4) or any(r < 1 for r in multi_grid)):
+            raise ValueError(
+                f"multi_grid must give one positive rate per unit of the last stage "
+                f"({len(self.layer4)} units), got {multi_grid}"
+            )
         current_stride, dilation = 4, 1  # after conv1 (stride 2) and maxpool (stride 2)
         reductions = [2]
         for i, stage in enumerate(stages):
@@ -187,12 +176,9 @@ class ResNet(nn.Module):
                 else:
                     rate = previous_dilation if u == 0 else dilation
                 unit.set_stride_dilation(stride if u == 0 else 1, rate)
-        self.output_stride = output_stride
         self.multi_grid = multi_grid
         names = ("relu", "layer1", "layer2", "layer3", "layer4")
-        self.feature_info = FeatureInfo(
-            FeatureSpec(c, r, n) for c, r, n in zip(self._stage_channels, reductions, names, strict=True)
-        )
+        return [FeatureSpec(c, r, n) for c, r, n in zip(self._stage_channels, reductions, names, strict=True)]
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         stem = self.relu(self.bn1(self.conv1(x)))  # (B, 64, H/2, W/2)
@@ -201,18 +187,6 @@ class ResNet(nn.Module):
         c4 = self.layer3(c3)
         c5 = self.layer4(c4)
         return [stem, c2, c3, c4, c5]
-
-    def load_pretrained(self, source: str) -> None:
-        """Load ImageNet weights: a local file, a URL, or a torchvision weight name.
-
-        torchvision's classification state dict loads with every backbone key matched;
-        its ``fc`` classifier is dropped (a segmentation backbone has none). Any other
-        missing or unexpected key is an error that lists the keys.
-        """
-        state_dict = fetch_weights(source, default_weights=self.torchvision_weights)
-        load_strict(self, state_dict, source=source, ignore_prefixes=("fc.",))
-
-    torchvision_weights: str | None = None
 
 
 _RESNET_SPECS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, ...], str]] = {
@@ -223,22 +197,11 @@ _RESNET_SPECS: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, ...], s
 }
 
 
-def create_resnet(
-    name: str,
-    *,
-    output_stride: int = 32,
-    multi_grid: Sequence[int] | None = None,
-    in_chans: int = 3,
-    pretrained: str | None = None,
-    norm_layer: type[nn.Module] = nn.BatchNorm2d,
-) -> ResNet:
-    """Build ``resnet18/34/50/101``; ``pretrained`` is a file, URL or torchvision weight name.
-    ``norm_layer`` replaces every batch norm (Mask R-CNN fine-tunes with frozen ones)."""
+def create_resnet(name: str, *, pretrained: str | None = None, **kwargs: Any) -> ResNet:
+    """Build ``resnet18/34/50/101`` with :class:`ResNet`'s keywords (``output_stride``,
+    ``multi_grid``, ``in_chans``, ``norm_layer``); ``pretrained`` is a file, URL or
+    torchvision weight name."""
     block, layers, weights_enum = _RESNET_SPECS[name]
-    model = ResNet(
-        block, layers, output_stride=output_stride, multi_grid=multi_grid, in_chans=in_chans, norm_layer=norm_layer
-    )
+    model = ResNet(block, layers, **kwargs)
     model.torchvision_weights = weights_enum
-    if pretrained:
-        model.load_pretrained(pretrained)
-    return model
+    return model.with_weights(pretrained)

@@ -25,22 +25,22 @@ and doubles the dilation of the convolutions after each one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..layers.conv_norm_act import set_conv_dilation
-from ..utils.state_dict import fetch_weights, load_strict
-from .features import FeatureInfo, FeatureSpec
+from .base import OUTPUT_STRIDES, Backbone
+from .features import FeatureSpec
 
-OUTPUT_STRIDES = (8, 16, 32)
+__all__ = ["OUTPUT_STRIDES", "VGG", "VGG16_CFG", "create_vgg16"]
 
 # Configuration D: channels per 3×3 convolution, "M" for a max pooling.
 VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 
 
-class VGG(nn.Module):
+class VGG(Backbone):
     """VGG-16 returning the output of each of its five poolings (and fc7 if fully_conv).
 
     ``forward(x)`` returns the maps :attr:`feature_info` describes: pool1 … pool5
@@ -49,62 +49,45 @@ class VGG(nn.Module):
     channels, after ReLU and dropout).
 
     Args:
-        output_stride: 8, 16 or 32.
-        in_chans: input channels.
         ceil_mode: Caffe's pooling (see the module docstring).
         fully_conv: add FCN's fc6/fc7 convolutions.
         dropout: after fc6 and fc7, as in VGG's classifier (0.5).
+        **common: ``output_stride`` and ``in_chans``, as
+            :class:`~atrous.backbones.base.Backbone` takes them (no multi-grid).
     """
 
     torchvision_weights = "VGG16_Weights"
+    # Without fully_conv the whole classifier is dropped; with it, fc8 (classifier.6, the
+    # 1000 ImageNet classes) is, fc6/fc7 having been renamed (convert_state_dict).
+    classifier_prefixes = ("classifier.",)
 
     def __init__(
-        self,
-        *,
-        output_stride: int = 32,
-        in_chans: int = 3,
-        ceil_mode: bool = False,
-        fully_conv: bool = False,
-        dropout: float = 0.5,
+        self, *, ceil_mode: bool = False, fully_conv: bool = False, dropout: float = 0.5, **common: Any
     ) -> None:
-        super().__init__()
-        self.in_chans = in_chans
-        self.ceil_mode = ceil_mode
+        # Plain attributes, read by build() while Backbone.__init__ runs.
+        self.ceil_mode, self.fully_conv, self.dropout = ceil_mode, fully_conv, dropout
+        super().__init__(**common)
+
+    def build(self, in_chans: int) -> None:
         layers: list[nn.Module] = []
         channels = in_chans
         for v in VGG16_CFG:
             if v == "M":
-                layers.append(nn.MaxPool2d(2, 2, ceil_mode=ceil_mode))
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=self.ceil_mode))
             else:
                 layers += [nn.Conv2d(channels, v, 3, padding=1), nn.ReLU(inplace=True)]
                 channels = v
         self.features = nn.Sequential(*layers)
         self.pool_indices = [i for i, m in enumerate(self.features) if isinstance(m, nn.MaxPool2d)]
-        self.fully_conv = fully_conv
-        if fully_conv:
+        self.aux_module = f"features.{self.pool_indices[3]}"  # pool4, 512 channels
+        if self.fully_conv:
             self.fc6 = nn.Conv2d(512, 4096, 7, padding=3)
             self.fc7 = nn.Conv2d(4096, 4096, 1)
             self.relu = nn.ReLU(inplace=True)
-            self.drop = nn.Dropout(dropout)
-        self._init_weights()
-        self.aux_module = f"features.{self.pool_indices[3]}"  # pool4, 512 channels
-        self.output_stride = 32
-        self.feature_info = FeatureInfo()
-        self.set_output_stride(output_stride)
+            self.drop = nn.Dropout(self.dropout)
 
-    def _init_weights(self) -> None:
-        # torchvision's VGG initialisation for the convolutions.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                nn.init.zeros_(m.bias)
-
-    def set_output_stride(self, output_stride: int, multi_grid: Sequence[int] | None = None) -> None:
+    def _set_strides(self, output_stride: int, multi_grid: tuple[int, ...] | None) -> list[FeatureSpec]:
         """Make the poolings past ``output_stride`` stride 1 and dilate what follows."""
-        if output_stride not in OUTPUT_STRIDES:
-            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
-        if multi_grid is not None:
-            raise ValueError("multi_grid applies to ResNet backbones only; VGG-16 has no multi-grid units")
         stride, dilation = 1, 1
         reductions = []
         for i, module in enumerate(self.features):
@@ -121,14 +104,13 @@ class VGG(nn.Module):
                 reductions.append(stride)
         if self.fully_conv:
             set_conv_dilation(self.fc6, dilation)
-        self.output_stride = output_stride
         specs = [
             FeatureSpec(c, r, f"features.{i}")
             for c, r, i in zip((64, 128, 256, 512, 512), reductions, self.pool_indices, strict=True)
         ]
         if self.fully_conv:
             specs.append(FeatureSpec(4096, reductions[-1], "fc7"))
-        self.feature_info = FeatureInfo(specs)
+        return specs
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         features = []
@@ -142,36 +124,18 @@ class VGG(nn.Module):
             features.append(self.drop(self.relu(self.fc7(x))))
         return features
 
-    def load_pretrained(self, source: str) -> None:
-        """Load ImageNet weights (a file, URL or torchvision weight name), checked strict.
-
-        With ``fully_conv`` torchvision's fc6/fc7 (``classifier.0``, ``classifier.3``)
-        become the 7×7 and 1×1 convolutions; fc8 (``classifier.6``, the 1000 ImageNet
-        classes) is dropped. Without it the whole classifier is dropped.
-        """
-        state_dict = dict(fetch_weights(source, default_weights=self.torchvision_weights))
-        ignore: tuple[str, ...] = ("classifier.",)
+    def convert_state_dict(self, state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """With ``fully_conv``, torchvision's fc6/fc7 (``classifier.0``, ``classifier.3``)
+        become the 7×7 and 1×1 convolutions (FCN §3.1)."""
         if self.fully_conv and "classifier.0.weight" in state_dict:
             state_dict["fc6.weight"] = state_dict.pop("classifier.0.weight").reshape(4096, 512, 7, 7)
             state_dict["fc6.bias"] = state_dict.pop("classifier.0.bias")
             state_dict["fc7.weight"] = state_dict.pop("classifier.3.weight").reshape(4096, 4096, 1, 1)
             state_dict["fc7.bias"] = state_dict.pop("classifier.3.bias")
-        load_strict(self, state_dict, source=source, ignore_prefixes=ignore)
+        return state_dict
 
 
-def create_vgg16(
-    *,
-    output_stride: int = 32,
-    multi_grid: Sequence[int] | None = None,
-    in_chans: int = 3,
-    pretrained: str | None = None,
-    ceil_mode: bool = False,
-    fully_conv: bool = False,
-) -> VGG:
-    """Build VGG-16; ``pretrained`` is a file, URL or torchvision weight name."""
-    if multi_grid is not None:
-        raise ValueError("multi_grid applies to ResNet backbones only; VGG-16 has no multi-grid units")
-    model = VGG(output_stride=output_stride, in_chans=in_chans, ceil_mode=ceil_mode, fully_conv=fully_conv)
-    if pretrained:
-        model.load_pretrained(pretrained)
-    return model
+def create_vgg16(*, pretrained: str | None = None, **kwargs: Any) -> VGG:
+    """Build VGG-16 with :class:`VGG`'s keywords (``output_stride``, ``in_chans``, ``ceil_mode``,
+    ``fully_conv``, ``dropout``); ``pretrained`` is a file, URL or torchvision weight name."""
+    return VGG(**kwargs).with_weights(pretrained)

@@ -51,16 +51,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import torch
 from torch import nn
 
-from ..layers.conv_norm_act import same_padding, set_conv_dilation
+from ..layers.conv_norm_act import same_conv, set_conv_dilation
 from ..layers.separable import SeparableConvNormAct
-from ..utils.state_dict import fetch_weights, load_strict
-from .features import FeatureInfo, FeatureSpec
+from .base import OUTPUT_STRIDES, Backbone
+from .features import FeatureSpec
 
-OUTPUT_STRIDES = (8, 16, 32)
+__all__ = ["OUTPUT_STRIDES", "XceptionAligned65", "XceptionBlock", "create_xception65"]
 
 # TF's batch-norm epsilon: the DeepLab / timm weights were trained with it, and with
 # PyTorch's 1e-5 the features would be off wherever a channel's variance is small.
@@ -76,9 +77,7 @@ class _ConvBnAct(nn.Module):
 
     def __init__(self, in_chs: int, out_chs: int, kernel_size: int, *, stride: int = 1, act: bool = True) -> None:
         super().__init__()
-        self.conv = nn.Conv2d(
-            in_chs, out_chs, kernel_size, stride=stride, padding=same_padding(kernel_size), bias=False
-        )
+        self.conv = same_conv(in_chs, out_chs, kernel_size, stride=stride)
         self.bn = _BatchNorm(out_chs)
         self.act = nn.ReLU(inplace=True) if act else nn.Identity()
 
@@ -182,7 +181,7 @@ _MIDDLE_END = len(_ENTRY) + len(_MIDDLE) - 1  # index of the last middle-flow bl
 _FEATURE_POINTS = ((1, "tap"), (2, "tap"), (_MIDDLE_END, "output"), (_MIDDLE_END + 2, "output"))
 
 
-class XceptionAligned65(nn.Module):
+class XceptionAligned65(Backbone):
     """DeepLab v3+'s modified aligned Xception-65 as a feature extractor.
 
     ``forward(x)`` returns a list of five tensors described by :attr:`feature_info`, at
@@ -197,58 +196,37 @@ class XceptionAligned65(nn.Module):
     * ``blocks.20`` — 2048 channels, stride 32: the exit flow's output.
 
     Args:
-        output_stride: 8, 16 or 32.
-        multi_grid: must be ``None``; Xception has no multi-grid unit rates.
-        in_chans: input channels.
+        act_after_depthwise: §3.2's text form (see :func:`create_xception65`).
+        **common: ``output_stride`` and ``in_chans``, as
+            :class:`~atrous.backbones.base.Backbone` takes them (no multi-grid).
     """
 
     aux_module = f"blocks.{_MIDDLE_END}"
+    # Weights are timm's xception65 state dict; its ImageNet classifier is head.fc (fc. in older timm).
+    classifier_prefixes = ("head.", "fc.")
+    weights_hint = "Expected the state dict of timm's 'xception65' (aligned Xception-65)."
 
-    def __init__(
-        self,
-        *,
-        output_stride: int = 32,
-        multi_grid: Sequence[int] | None = None,
-        in_chans: int = 3,
-        act_after_depthwise: bool = False,
-    ) -> None:
-        super().__init__()
-        self.in_chans = in_chans
+    def __init__(self, *, act_after_depthwise: bool = False, **common: Any) -> None:
+        self.act_after_depthwise = act_after_depthwise  # read by build() while Backbone.__init__ runs
+        super().__init__(**common)
+
+    def build(self, in_chans: int) -> None:
         self.stem = nn.Sequential(
             _ConvBnAct(in_chans, 32, 3, stride=2),
             _ConvBnAct(32, 64, 3),
         )
         configs = [*_ENTRY, *_MIDDLE, _EXIT_STRIDED]
         blocks = [
-            XceptionBlock(in_chs, out_chs, stride, act_after_depthwise=act_after_depthwise)
+            XceptionBlock(in_chs, out_chs, stride, act_after_depthwise=self.act_after_depthwise)
             for in_chs, out_chs, stride in configs
         ]
         blocks.append(XceptionBlock(*_EXIT_FINAL, start_with_relu=False, skip=False))
         self.blocks = nn.Sequential(*blocks)
         self._taps = {i for i, kind in _FEATURE_POINTS if kind == "tap"}
         self._outputs = {i for i, kind in _FEATURE_POINTS if kind == "output"}
-        self._init_weights()
-        self.output_stride = 32
-        self.feature_info = FeatureInfo()
-        self.set_output_stride(output_stride, multi_grid)
 
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-
-    def set_output_stride(self, output_stride: int, multi_grid: Sequence[int] | None = None) -> None:
-        """Set every block's stride and dilation for ``output_stride``; weights untouched."""
-        if output_stride not in OUTPUT_STRIDES:
-            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
-        if multi_grid is not None:
-            raise ValueError(
-                f"multi_grid={tuple(multi_grid)!r} is not supported: Xception has no multi-grid "
-                f"(DeepLab v3's multi-grid rates are for ResNet's last block); pass multi_grid=None"
-            )
+    def _set_strides(self, output_stride: int, multi_grid: tuple[int, ...] | None) -> list[FeatureSpec]:
+        """Every block's stride and dilation (the module docstring's rule)."""
         current_stride, dilation = 2, 1  # after the stem's stride-2 convolution
         stride_in, stride_out = [], []
         for block in self.blocks:
@@ -263,7 +241,6 @@ class XceptionAligned65(nn.Module):
                 block.set_stride_dilation(stride, dilation)
                 current_stride *= stride
             stride_out.append(current_stride)
-        self.output_stride = output_stride
         specs = [FeatureSpec(64, 2, "stem")]
         for i, kind in _FEATURE_POINTS:
             block = self.blocks[i]
@@ -273,7 +250,7 @@ class XceptionAligned65(nn.Module):
                 )
             else:
                 specs.append(FeatureSpec(block.out_channels, stride_out[i], f"blocks.{i}"))
-        self.feature_info = FeatureInfo(specs)
+        return specs
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         x = self.stem(x)
@@ -288,39 +265,14 @@ class XceptionAligned65(nn.Module):
                 features.append(x)
         return features
 
-    def load_pretrained(self, source: str) -> None:
-        """Load a timm ``xception65`` state dict (a local file or a URL).
 
-        Every backbone key must match; timm's ImageNet classifier ``head.fc`` is dropped.
-        Any other missing or unexpected key is an error that lists the keys.
-        """
-        state_dict = fetch_weights(source)
-        load_strict(
-            self,
-            state_dict,
-            source=source,
-            ignore_prefixes=("head.", "fc."),
-            hint="Expected the state dict of timm's 'xception65' (aligned Xception-65).",
-        )
-
-
-def create_xception65(
-    *,
-    output_stride: int = 32,
-    multi_grid: Sequence[int] | None = None,
-    in_chans: int = 3,
-    pretrained: str | None = None,
-    act_after_depthwise: bool = False,
-) -> XceptionAligned65:
-    """Build aligned Xception-65; ``pretrained`` is a file or URL holding timm ``xception65`` weights.
+def create_xception65(*, pretrained: str | None = None, **kwargs: Any) -> XceptionAligned65:
+    """Build aligned Xception-65 with :class:`XceptionAligned65`'s keywords (``output_stride``,
+    ``in_chans``, ``act_after_depthwise``); ``pretrained`` is a file or URL holding timm
+    ``xception65`` weights.
 
     ``act_after_depthwise=True`` adds a ReLU after every depthwise convolution's batch norm,
     as §3.2's text describes; the parameters are the same, so timm's weights still load,
     but they were trained without it (the default, which reproduces timm's features).
     """
-    model = XceptionAligned65(
-        output_stride=output_stride, multi_grid=multi_grid, in_chans=in_chans, act_after_depthwise=act_after_depthwise
-    )
-    if pretrained:
-        model.load_pretrained(pretrained)
-    return model
+    return XceptionAligned65(**kwargs).with_weights(pretrained)

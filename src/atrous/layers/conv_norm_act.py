@@ -23,6 +23,22 @@ def set_conv_dilation(conv: nn.Conv2d, dilation: int, stride: int | None = None)
         conv.stride = (stride, stride)
 
 
+def same_conv(
+    in_chs: int, out_chs: int, kernel_size: int, *, stride: int = 1, dilation: int = 1, groups: int = 1
+) -> nn.Conv2d:
+    """A bias-free ``Conv2d`` (a normalisation follows it) with 'same' padding for any dilation."""
+    return nn.Conv2d(
+        in_chs,
+        out_chs,
+        kernel_size,
+        stride=stride,
+        padding=same_padding(kernel_size, dilation),
+        dilation=dilation,
+        groups=groups,
+        bias=False,
+    )
+
+
 class ConvNormAct(nn.Sequential):
     """``Conv2d(bias=False) → norm → act`` with 'same' padding for any dilation.
 
@@ -43,16 +59,7 @@ class ConvNormAct(nn.Sequential):
         act_layer: type[nn.Module] | None = nn.ReLU,
     ) -> None:
         layers: list[nn.Module] = [
-            nn.Conv2d(
-                in_chs,
-                out_chs,
-                kernel_size,
-                stride=stride,
-                padding=same_padding(kernel_size, dilation),
-                dilation=dilation,
-                groups=groups,
-                bias=False,
-            ),
+            same_conv(in_chs, out_chs, kernel_size, stride=stride, dilation=dilation, groups=groups),
             norm_layer(out_chs),
         ]
         if act_layer is not None:

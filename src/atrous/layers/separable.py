@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .conv_norm_act import same_padding, set_conv_dilation
+from .conv_norm_act import same_conv, set_conv_dilation
 
 
 class SeparableConvNormAct(nn.Module):
@@ -29,19 +29,10 @@ class SeparableConvNormAct(nn.Module):
         act_dw_layer: type[nn.Module] | None = None,
     ) -> None:
         super().__init__()
-        self.conv_dw = nn.Conv2d(
-            in_chs,
-            in_chs,
-            kernel_size,
-            stride=stride,
-            padding=same_padding(kernel_size, dilation),
-            dilation=dilation,
-            groups=in_chs,
-            bias=False,
-        )
+        self.conv_dw = same_conv(in_chs, in_chs, kernel_size, stride=stride, dilation=dilation, groups=in_chs)
         self.bn_dw = norm_layer(in_chs)
         self.act_dw = (act_dw_layer or act_layer)()  # ``act_dw_layer``: when it differs from the pointwise one
-        self.conv_pw = nn.Conv2d(in_chs, out_chs, 1, bias=False)
+        self.conv_pw = same_conv(in_chs, out_chs, 1)
         self.bn_pw = norm_layer(out_chs)
         self.act_pw = act_layer()
 
