@@ -3,14 +3,14 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from torch.utils.data import Dataset
 
-from ...options import check_options
+from ...utils.registry import Registry
+from ..named import check_dataset_options, dataset_registry
 from .ade20k import ADE20K
 from .base import FileDataset, Transforms
 from .camvid import CamVid
@@ -49,20 +49,26 @@ def _files(cls: type[FileDataset]) -> Callable[..., FileDataset]:
     return build
 
 
-_DATASETS: dict[str, tuple[Callable[..., Dataset], bool]] = {  # name -> (builder, reads files)
-    "folder": (_folder, True),
-    "camvid": (_files(CamVid), True),
-    "voc": (_files(VOCSegmentation), True),
-    "cityscapes": (_files(Cityscapes), True),
-    "ade20k": (_files(ADE20K), True),
-    "membrane": (_files(ISBIMembrane), True),
-    "synthetic": (_synthetic, False),
-}
+class DatasetEntry(NamedTuple):
+    """A dataset's builder ``(root, split, transforms, **options)`` and whether it reads files."""
+
+    build: Callable[..., Dataset]
+    reads_files: bool = True
+
+
+_DATASETS: Registry[DatasetEntry] = dataset_registry("dataset")
+_DATASETS.add("folder", DatasetEntry(_folder))
+_DATASETS.add("camvid", DatasetEntry(_files(CamVid)))
+_DATASETS.add("voc", DatasetEntry(_files(VOCSegmentation)))
+_DATASETS.add("cityscapes", DatasetEntry(_files(Cityscapes)))
+_DATASETS.add("ade20k", DatasetEntry(_files(ADE20K)))
+_DATASETS.add("membrane", DatasetEntry(_files(ISBIMembrane)))
+_DATASETS.add("synthetic", DatasetEntry(_synthetic, reads_files=False))
 
 
 def list_datasets() -> list[str]:
     """Names that :func:`build_dataset` accepts."""
-    return sorted(_DATASETS)
+    return _DATASETS.names()
 
 
 def build_dataset(
@@ -76,7 +82,7 @@ def build_dataset(
     """Build a dataset by name.
 
     Args:
-        name: one of :func:`list_datasets`.
+        name: one of :func:`list_datasets` (any case).
         root: the dataset folder (not used by ``"synthetic"``). For ``"folder"``,
             ``root/{split}`` is used when it exists, else ``root`` for ``"train"``.
         split: ``"train"``, ``"val"``, … as the dataset defines them. For ``"synthetic"``
@@ -89,15 +95,8 @@ def build_dataset(
         TypeError: an argument the dataset does not take (named, with close ones and the valid ones).
         FileNotFoundError: ``root`` does not exist.
     """
-    key = name.lower()
-    if key not in _DATASETS:
-        close = difflib.get_close_matches(key, list(_DATASETS), n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown dataset {name!r}.{hint} Known datasets: {', '.join(list_datasets())}.")
-    build, reads_files = _DATASETS[key]
-    # Before building: a typo would otherwise be "FolderDataset.__init__() got an unexpected
-    # keyword argument". root, split and transforms are this function's own.
-    check_options(build, kwargs, what=f"dataset {key!r}", where="data.options", bound=3)
+    build, reads_files = _DATASETS.get(name)
+    check_dataset_options(_DATASETS, name, build, kwargs)
     if not reads_files:
         return build(None if root is None else Path(root), split, transforms, **kwargs)
     if root is None:

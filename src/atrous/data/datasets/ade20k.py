@@ -13,7 +13,7 @@ import numpy as np
 from ..constants import IGNORE_INDEX
 from ..labels import apply_lookup, lookup_table
 from ._files import require_dir, strict_pairs
-from .base import FileDataset, Transforms
+from .base import PublishedDataset
 
 ADE20K_CLASSES = [
     "wall", "building", "sky", "floor", "tree", "ceiling", "road", "bed", "windowpane", "grass", "cabinet",
@@ -72,7 +72,7 @@ def find_ade20k_root(root: Path) -> Path:
     raise FileNotFoundError(f"ADE20K root {root} {state}; pass ADEChallengeData2016 or the folder that holds it")
 
 
-class ADE20K(FileDataset):
+class ADE20K(PublishedDataset):
     """ADE20K: ``images/{training,validation}/X.jpg`` with ``annotations/{training,validation}/X.png``.
 
     Masks store 0 for "other" (ignored, ``IGNORE_INDEX``) and 1..150 for the classes, which
@@ -89,22 +89,13 @@ class ADE20K(FileDataset):
         UnmatchedFilesError: images without annotations or annotations without images.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", *, transforms: Transforms | None = None) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"ADE20K split must be one of {tuple(SPLITS)}; got {split!r}")
-        root = find_ade20k_root(Path(root))
+    TITLE, CLASSES, PALETTE, SPLITS = "ADE20K", ADE20K_CLASSES, ADE20K_PALETTE, SPLITS
+
+    def find_samples(self, root: Path, split: str) -> tuple[Path, list[tuple[Path, Path]]]:
+        root = find_ade20k_root(root)
         image_dir = require_dir(root / "images" / SPLITS[split], "ADE20K image folder")
         mask_dir = require_dir(root / "annotations" / SPLITS[split], "ADE20K annotation folder")
-        pairs = strict_pairs(image_dir, mask_dir, "ADE20K")
-        super().__init__(
-            pairs,
-            root=root,
-            num_classes=len(ADE20K_CLASSES),
-            class_names=ADE20K_CLASSES,
-            palette=ADE20K_PALETTE,
-            transforms=transforms,
-        )
-        self.split = split
+        return root, strict_pairs(image_dir, mask_dir, "ADE20K")
 
     def encode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
         """0 → ``IGNORE_INDEX``; 1..150 → 0..149; larger values are kept (and then rejected)."""

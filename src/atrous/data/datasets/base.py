@@ -9,8 +9,9 @@ mask file into class indices: :meth:`FileDataset.read_raw_mask` (the stored valu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -179,3 +180,46 @@ class FileDataset(SegmentationDataset):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(root={str(self.root)!r}, samples={len(self)}, num_classes={self.num_classes})"
+
+
+class PublishedDataset(FileDataset):
+    """A published benchmark: a fixed folder layout, fixed classes and named splits.
+
+    Subclasses set :attr:`TITLE`, :attr:`CLASSES`, :attr:`PALETTE` and :attr:`SPLITS` and
+    implement :meth:`find_samples`; the split check and the rest of the construction are
+    shared.
+
+    Args:
+        root: the dataset folder (what each dataset accepts is in its docstring).
+        split: one of :attr:`SPLITS`.
+        transforms: ``(image, mask) -> (image, mask)``.
+    """
+
+    TITLE: ClassVar[str]  # for messages: "CamVid split must be one of …"
+    CLASSES: ClassVar[Sequence[str]]
+    PALETTE: ClassVar[Sequence[Color]]
+    SPLITS: ClassVar[Collection[str]]
+
+    def __init__(self, root: str | Path, split: str = "train", *, transforms: Transforms | None = None) -> None:
+        if split not in self.SPLITS:
+            raise ValueError(f"{self.TITLE} split must be one of {tuple(self.SPLITS)}; got {split!r}")
+        root, samples = self.find_samples(Path(root), split)
+        super().__init__(
+            samples,
+            root=root,
+            num_classes=len(self.CLASSES),
+            class_names=self.CLASSES,
+            palette=self.PALETTE,
+            transforms=transforms,
+        )
+        self.split = split
+
+    def find_samples(self, root: Path, split: str) -> tuple[Path, list[tuple[Path, Path]]]:
+        """The dataset's folder (``root`` or one found below it) and the split's
+        ``(image, mask)`` pairs, in a fixed order.
+
+        Raises:
+            FileNotFoundError: a folder or list file of the layout is missing.
+            EmptyDatasetError, UnmatchedFilesError: no images, or files without a partner.
+        """
+        raise NotImplementedError

@@ -14,7 +14,7 @@ import numpy as np
 from ..constants import IGNORE_INDEX
 from ..labels import apply_lookup, lookup_table
 from ._files import require_dir, strict_pairs
-from .base import FileDataset, Transforms
+from .base import PublishedDataset
 
 CAMVID_CLASSES = [
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
@@ -31,7 +31,7 @@ _TABLE = lookup_table({_VOID: IGNORE_INDEX})
 SPLITS = ("train", "val", "test")
 
 
-class CamVid(FileDataset):
+class CamVid(PublishedDataset):
     """CamVid: ``root/{split}/X.png`` with its labels in ``root/{split}annot/X.png``.
 
     Labels are single-channel class indices 0..10 (:data:`CAMVID_CLASSES`); 11
@@ -48,22 +48,12 @@ class CamVid(FileDataset):
         UnmatchedFilesError: images without labels or labels without images.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", *, transforms: Transforms | None = None) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"CamVid split must be one of {SPLITS}; got {split!r}")
-        root = Path(root)
+    TITLE, CLASSES, PALETTE, SPLITS = "CamVid", CAMVID_CLASSES, CAMVID_PALETTE, SPLITS
+
+    def find_samples(self, root: Path, split: str) -> tuple[Path, list[tuple[Path, Path]]]:
         image_dir = require_dir(root / split, f"CamVid {split} image folder")
         mask_dir = require_dir(root / f"{split}annot", f"CamVid {split} label folder")
-        pairs = strict_pairs(image_dir, mask_dir, "CamVid")
-        super().__init__(
-            pairs,
-            root=root,
-            num_classes=len(CAMVID_CLASSES),
-            class_names=CAMVID_CLASSES,
-            palette=CAMVID_PALETTE,
-            transforms=transforms,
-        )
-        self.split = split
+        return root, strict_pairs(image_dir, mask_dir, "CamVid")
 
     def encode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
         """11 (Unlabelled) → ``IGNORE_INDEX``; 0..10 stay."""

@@ -16,7 +16,7 @@ from ..constants import IGNORE_INDEX
 from ..errors import EmptyDatasetError, UnmatchedFilesError
 from ..labels import apply_lookup, lookup_table
 from ._files import describe_unmatched, require_dir
-from .base import FileDataset, Transforms
+from .base import PublishedDataset
 
 CITYSCAPES_CLASSES = [
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
@@ -41,7 +41,7 @@ _IMAGE_SUFFIX = "_leftImg8bit.png"
 _MASK_SUFFIX = "_gtFine_labelIds.png"
 
 
-class Cityscapes(FileDataset):
+class Cityscapes(PublishedDataset):
     """Cityscapes: ``leftImg8bit/{split}/{city}/X_leftImg8bit.png`` with its ``gtFine`` labelIds.
 
     Labels come from ``gtFine/{split}/{city}/X_gtFine_labelIds.png``; their label ids become
@@ -59,10 +59,9 @@ class Cityscapes(FileDataset):
         UnmatchedFilesError: images without a labelIds file.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", *, transforms: Transforms | None = None) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"Cityscapes split must be one of {SPLITS}; got {split!r}")
-        root = Path(root)
+    TITLE, CLASSES, PALETTE, SPLITS = "Cityscapes", CITYSCAPES_CLASSES, CITYSCAPES_PALETTE, SPLITS
+
+    def find_samples(self, root: Path, split: str) -> tuple[Path, list[tuple[Path, Path]]]:
         image_dir = require_dir(root / "leftImg8bit" / split, "Cityscapes image folder")
         mask_dir = require_dir(root / "gtFine" / split, "Cityscapes gtFine folder")
         images = sorted(image_dir.glob(f"*/*{_IMAGE_SUFFIX}"))
@@ -78,15 +77,7 @@ class Cityscapes(FileDataset):
                 lonely.append(image)
         if lonely:
             raise UnmatchedFilesError(describe_unmatched(lonely, [], image_dir, mask_dir))
-        super().__init__(
-            samples,
-            root=root,
-            num_classes=len(CITYSCAPES_CLASSES),
-            class_names=CITYSCAPES_CLASSES,
-            palette=CITYSCAPES_PALETTE,
-            transforms=transforms,
-        )
-        self.split = split
+        return root, samples
 
     def encode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
         """Label ids → train ids; ids outside the table (including >255) → ``IGNORE_INDEX``."""

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..labels import apply_label_map
 from ._files import require_dir, strict_pairs
-from .base import FileDataset, Transforms
+from .base import PublishedDataset
 
 MEMBRANE_CLASSES = ["membrane", "cell"]
 MEMBRANE_PALETTE = [(0, 0, 0), (255, 255, 255)]
@@ -31,7 +31,7 @@ def _section_number(pair: tuple[Path, Path]) -> tuple[int, str]:
     return (int(stem), stem) if stem.isdigit() else (1 << 30, stem)
 
 
-class ISBIMembrane(FileDataset):
+class ISBIMembrane(PublishedDataset):
     """ISBI 2012 membranes: class 0 membrane, class 1 cell.
 
     Args:
@@ -40,22 +40,13 @@ class ISBIMembrane(FileDataset):
         transforms: ``(image, mask) -> (image, mask)``.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", *, transforms: Transforms | None = None) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"membrane split must be one of {tuple(SPLITS)}; got {split!r}")
-        root = Path(root)
+    TITLE, CLASSES, PALETTE, SPLITS = "membrane", MEMBRANE_CLASSES, MEMBRANE_PALETTE, SPLITS
+
+    def find_samples(self, root: Path, split: str) -> tuple[Path, list[tuple[Path, Path]]]:
         image_dir = require_dir(root / "image", "membrane image folder")
         mask_dir = require_dir(root / "label", "membrane label folder")
         pairs = sorted(strict_pairs(image_dir, mask_dir, "membrane"), key=_section_number)
-        super().__init__(
-            pairs[SPLITS[split]],
-            root=root,
-            num_classes=2,
-            class_names=MEMBRANE_CLASSES,
-            palette=MEMBRANE_PALETTE,
-            transforms=transforms,
-        )
-        self.split = split
+        return root, pairs[SPLITS[split]]
 
     def encode_mask(self, raw: np.ndarray, path: Path) -> np.ndarray:
         """0 → 0 (membrane), 255 → 1 (cell); any other value fails the label check."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import EmptyDatasetError, UnmatchedFilesError
 from ..palette import voc_palette
-from .base import FileDataset, Transforms
+from .base import PublishedDataset
 
 VOC_CLASSES = [
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -41,7 +41,7 @@ def _read_ids(list_file: Path) -> list[str]:
     return [Path(line.split()[0]).stem for line in list_file.read_text().splitlines() if line.strip()]
 
 
-class VOCSegmentation(FileDataset):
+class VOCSegmentation(PublishedDataset):
     """PASCAL VOC 2012: ``JPEGImages/{id}.jpg`` with ``SegmentationClass/{id}.png``.
 
     Masks are palette PNGs whose indices are the classes (0 = background, 1..20 objects,
@@ -66,10 +66,9 @@ class VOCSegmentation(FileDataset):
         UnmatchedFilesError: listed ids whose image or mask file is missing.
     """
 
-    def __init__(self, root: str | Path, split: str = "train", *, transforms: Transforms | None = None) -> None:
-        if split not in SPLITS:
-            raise ValueError(f"VOC split must be one of {SPLITS}; got {split!r}")
-        root = Path(root)
+    TITLE, CLASSES, PALETTE, SPLITS = "VOC", VOC_CLASSES, VOC_PALETTE, SPLITS
+
+    def find_samples(self, root: Path, split: str) -> tuple[Path, list[tuple[Path, Path]]]:
         voc = find_voc_root(root)
         list_dir = voc / "ImageSets" / "Segmentation"
         if split == "train_aug":
@@ -92,12 +91,4 @@ class VOCSegmentation(FileDataset):
             shown = ", ".join(str(p) for p in missing[:_MAX_LISTED])
             more = f", … and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else ""
             raise UnmatchedFilesError(f"{len(missing)} files listed in {list_file} do not exist: {shown}{more}")
-        super().__init__(
-            samples,
-            root=voc,
-            num_classes=len(VOC_CLASSES),
-            class_names=VOC_CLASSES,
-            palette=VOC_PALETTE,
-            transforms=transforms,
-        )
-        self.split = split
+        return voc, samples

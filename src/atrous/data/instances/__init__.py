@@ -18,12 +18,13 @@ from :func:`atrous.data.build_dataset`, whose datasets give ``(image, mask)`` pa
 
 from __future__ import annotations
 
-import difflib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ...options import check_options
+from ...utils.registry import Registry
 from ..datasets._files import require_dir
+from ..named import check_dataset_options, dataset_registry
 from .coco import CocoInstances, read_coco_json, targets_to_coco
 from .dsb2018 import DSB2018Nuclei
 from .target import (
@@ -44,15 +45,14 @@ def _coco(root: Path, split: str, transforms: InstanceTransforms | None) -> Coco
     return CocoInstances(root / f"{split}2017", root / "annotations" / f"instances_{split}2017.json", transforms)
 
 
-_INSTANCE_DATASETS = {
-    "coco": _coco,
-    "dsb2018_nuclei": DSB2018Nuclei,
-}
+_INSTANCE_DATASETS: Registry[Callable[..., InstanceDataset]] = dataset_registry("instance dataset")
+_INSTANCE_DATASETS.add("coco", _coco)
+_INSTANCE_DATASETS.add("dsb2018_nuclei", DSB2018Nuclei)
 
 
 def list_instance_datasets() -> list[str]:
     """Names that :func:`build_instance_dataset` accepts."""
-    return sorted(_INSTANCE_DATASETS)
+    return _INSTANCE_DATASETS.names()
 
 
 def build_instance_dataset(
@@ -81,18 +81,9 @@ def build_instance_dataset(
         TypeError: an option the dataset does not take.
         FileNotFoundError: ``root`` does not exist.
     """
-    key = name.lower()
-    if key not in _INSTANCE_DATASETS:
-        close = difflib.get_close_matches(key, list(_INSTANCE_DATASETS), n=3, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"unknown instance dataset {name!r}.{hint} Known instance datasets: {', '.join(list_instance_datasets())}."
-        )
-    build: Any = _INSTANCE_DATASETS[key]
-    # data.options reach here from recipes: name a bad one instead of "got an unexpected keyword argument".
-    check_options(build, options, what=f"instance dataset {key!r}", where="data.options", bound=3)
-    root = require_dir(Path(root), f"root folder of dataset {name!r}")
-    return build(root, split, transforms, **options)
+    build = _INSTANCE_DATASETS.get(name)
+    check_dataset_options(_INSTANCE_DATASETS, name, build, options)
+    return build(require_dir(Path(root), f"root folder of dataset {name!r}"), split, transforms, **options)
 
 
 __all__ = [

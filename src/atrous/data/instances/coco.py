@@ -58,16 +58,7 @@ from pycocotools.coco import COCO
 from ..datasets._files import require_dir
 from ..errors import DatasetError, ImageReadError, SizeMismatchError
 from ..io import read_image
-from .target import (
-    InstanceDataset,
-    InstanceTransforms,
-    SkippedInstanceWarning,
-    Target,
-    empty_target,
-    image_to_float,
-    make_target,
-    rle_areas,
-)
+from .target import InstanceDataset, InstanceTransforms, SkippedInstanceWarning, Target, instance_sample, rle_areas
 
 _MAX_LISTED = 5
 _SINGULAR = {"images": "image", "annotations": "annotation", "categories": "category"}
@@ -308,10 +299,7 @@ class CocoInstances(InstanceDataset):
             masks.append(mask)
             labels.append(self.category_id_to_label[ann["category_id"]])
             crowd.append(int(bool(ann.get("iscrowd", 0))))
-        if not masks:
-            return image_to_float(image), empty_target(height, width, image_id=image_id)
-        target = make_target(np.stack(masks), labels, image_id=image_id, iscrowd=crowd)
-        return image_to_float(image), target
+        return instance_sample(image, masks, labels, image_id=image_id, iscrowd=crowd)
 
     def __repr__(self) -> str:
         return (

@@ -46,15 +46,7 @@ from ..datasets.base import size_mismatch_message
 from ..errors import EmptyDatasetError, ImageReadError, MaskValueError, SizeMismatchError
 from ..io import read_image, read_raw_mask
 from ..labels import format_values
-from .target import (
-    InstanceDataset,
-    InstanceTransforms,
-    SkippedInstanceWarning,
-    Target,
-    empty_target,
-    image_to_float,
-    make_target,
-)
+from .target import InstanceDataset, InstanceTransforms, SkippedInstanceWarning, Target, instance_sample
 
 DSB2018_CLASSES = ["background", "nucleus"]
 SPLITS = ("train", "val", "all")
@@ -160,9 +152,7 @@ class DSB2018Nuclei(InstanceDataset):
                 )
                 continue
             masks.append(foreground)
-        if not masks:
-            return image_to_float(image), empty_target(*size, image_id=image_id)
-        return image_to_float(image), make_target(np.stack(masks), [1] * len(masks), image_id=image_id)
+        return instance_sample(image, masks, [1] * len(masks), image_id=image_id)
 
     def __repr__(self) -> str:
         return f"DSB2018Nuclei(root={str(self.root)!r}, split={self.split!r}, images={len(self)})"

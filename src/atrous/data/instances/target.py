@@ -129,6 +129,21 @@ def empty_target(height: int, width: int, *, image_id: int) -> Target:
     return make_target(torch.zeros((0, height, width), dtype=torch.uint8), [], image_id=image_id)
 
 
+def instance_sample(
+    image: torch.Tensor,
+    masks: Sequence[np.ndarray],
+    labels: Sequence[int],
+    *,
+    image_id: int,
+    iscrowd: Sequence[int] | None = None,
+) -> tuple[torch.Tensor, Target]:
+    """A dataset's sample: ``image`` (``uint8 (3, H, W)``) as float, and the target of the
+    instance ``masks`` it kept (``(H, W)`` each; none gives :func:`empty_target`)."""
+    if not masks:
+        return image_to_float(image), empty_target(int(image.shape[1]), int(image.shape[2]), image_id=image_id)
+    return image_to_float(image), make_target(np.stack(masks), labels, image_id=image_id, iscrowd=iscrowd)
+
+
 def collate_instances(batch: Sequence[tuple[torch.Tensor, Target]]) -> tuple[list[torch.Tensor], list[Target]]:
     """``[(image, target), …]`` → ``([image, …], [target, …])``, the lists Mask R-CNN takes.
 

@@ -35,6 +35,22 @@ def _resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return masks[:, rows][:, :, cols]
 
 
+def _flip(image: torch.Tensor, target: Target, axis: int) -> torch.Tensor:
+    """``image`` mirrored along ``axis`` (-1 left–right, -2 top–bottom); ``target``'s masks and
+    boxes are mirrored with it, in place. Exact with exclusive box edges: ``x1' = W − x2``."""
+    size = image.shape[axis]
+    if "masks" in target:
+        target["masks"] = target["masks"].flip(axis)
+    if "boxes" in target:
+        x1, y1, x2, y2 = target["boxes"].unbind(-1)
+        if axis == -1:
+            x1, x2 = size - x2, size - x1
+        else:
+            y1, y2 = size - y2, size - y1
+        target["boxes"] = torch.stack([x1, y1, x2, y2], dim=-1)
+    return image.flip(axis)
+
+
 class InstanceTrainTransforms:
     """Random rescale, then horizontal and vertical flips, of ``(image, target)``.
 
@@ -95,21 +111,10 @@ class InstanceTrainTransforms:
         if self.scale_range is not None:
             low, high = self.scale_range
             image, target = self.rescale(image, target, low + (high - low) * float(draws[0]))
-        height, width = image.shape[-2:]
         if float(draws[1]) < self.hflip:
-            image = image.flip(-1)
-            if "masks" in target:
-                target["masks"] = target["masks"].flip(-1)
-            if "boxes" in target:
-                x1, y1, x2, y2 = target["boxes"].unbind(-1)
-                target["boxes"] = torch.stack([width - x2, y1, width - x1, y2], dim=-1)
+            image = _flip(image, target, -1)
         if float(draws[2]) < self.vflip:
-            image = image.flip(-2)
-            if "masks" in target:
-                target["masks"] = target["masks"].flip(-2)
-            if "boxes" in target:
-                x1, y1, x2, y2 = target["boxes"].unbind(-1)
-                target["boxes"] = torch.stack([x1, height - y2, x2, height - y1], dim=-1)
+            image = _flip(image, target, -2)
         return image, target
 
     @staticmethod
