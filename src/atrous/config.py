@@ -15,7 +15,6 @@ naming ``section.key``, the value and what is allowed, before any work starts.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import os
@@ -28,6 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .utils.registry import did_you_mean
 
 
 class ConfigError(ValueError):
@@ -243,8 +244,7 @@ def _registered(kind: str, names: Callable[[], list[str]], *, fold_case: bool = 
         name = value.lower() if fold_case else value
         if name in known:
             return True
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        hint = did_you_mean(name, known, n=3, cutoff=0.5, quote=True, lead=" Did you mean ")
         raise ValueError(f"unknown {kind} {value!r}.{hint} {listing or 'Known: ' + ', '.join(known)}")
 
     return Check(test, f"a known {kind}")
@@ -558,8 +558,7 @@ def _build(cls: type, raw: Any, where: str):
     unknown = [k for k in raw if k not in fields]
     if unknown:
         key = unknown[0]
-        close = difflib.get_close_matches(str(key), fields, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(key), fields, n=1, cutoff=0.6, quote=True, lead=" Did you mean ")
         raise ConfigError(f"unknown key {where}.{key}.{hint} Valid keys: {', '.join(fields)}")
     values = {}
     for name, value in raw.items():

@@ -17,7 +17,6 @@ when a batch has no labelled pixel, where a plain mean would give NaN.
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data.constants import IGNORE_INDEX
+from .utils.registry import Registry, did_you_mean
 
 
 def check_logits_and_target(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> None:
@@ -534,13 +534,13 @@ def _build_ce_dice(
     )
 
 
-_LOSSES: dict[str, Callable[..., nn.Module]] = {
-    "ce": _build_ce,
-    "ohem": _build_ohem,
-    "dice": _build_dice,
-    "focal": _build_focal,
-    "ce+dice": _build_ce_dice,
-}
+# Exact names (``"CE"`` is refused, as in recipes); the hint quotes them, as a YAML value is written.
+_LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss", quote=True, cutoff=0.4)
+_LOSSES.add("ce", _build_ce)
+_LOSSES.add("ohem", _build_ohem)
+_LOSSES.add("dice", _build_dice)
+_LOSSES.add("focal", _build_focal)
+_LOSSES.add("ce+dice", _build_ce_dice)
 
 
 def list_losses() -> list[str]:
@@ -605,13 +605,12 @@ def check_loss_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
             type or range. The message names ``train.loss_options.<key>``, the loss, the
             value and what is allowed, in one line.
     """
-    builder = _builder(name)
+    builder = _LOSSES.get(name)
     allowed = [p for p in inspect.signature(builder).parameters if p not in ("ignore_index", "class_weights")]
     checked: dict[str, Any] = {}
     for option, value in options.items():
         if option not in allowed:
-            close = difflib.get_close_matches(str(option), allowed, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(option), allowed, n=1, cutoff=0.6, quote=True, lead=" Did you mean ")
             takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
             raise ValueError(f"train.loss_options: unknown option {option!r} for loss {name!r}.{hint} ({takes})")
         rule = _OPTION_RULES.get(option)
@@ -624,14 +623,6 @@ def check_loss_options(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"train.loss_options.{option} must be {what} for loss {name!r}, got {_show(value)}")
         checked[option] = result
     return checked
-
-
-def _builder(name: str) -> Callable[..., nn.Module]:
-    if not isinstance(name, str) or name not in _LOSSES:
-        close = difflib.get_close_matches(str(name).lower(), list(_LOSSES), n=3, cutoff=0.4)
-        hint = f" Did you mean: {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"unknown loss {name!r}.{hint} Known losses: {', '.join(_LOSSES)}.")
-    return _LOSSES[name]
 
 
 def build_loss(
@@ -668,7 +659,7 @@ def build_loss(
         loss_fn = build_loss("ohem", num_classes=19, min_kept=50_000)
         loss = loss_fn(model(images), masks)
     """
-    builder = _builder(name)
+    builder = _LOSSES.get(name)
     # Before anything is built: a wrong option is one line naming it, not an error from inside a loss.
     options = check_loss_options(name, options)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
