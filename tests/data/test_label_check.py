@@ -81,9 +81,10 @@ def test_bad_masks_raise_the_loaders_error_and_synthetic_data_is_not_checked(tmp
 
 def test_the_trainer_stops_before_building_the_model(tmp_path, monkeypatch):
     from atrous.engine import trainer as trainer_module
+    from atrous.engine.tasks import semantic as semantic_task
 
     _folder(tmp_path / "data", [_binary(i) for i in range(3)])
-    monkeypatch.setattr(trainer_module, "build_model", lambda *a: pytest.fail("built a model"))
+    monkeypatch.setattr(semantic_task, "build_model", lambda *a: pytest.fail("built a model"))
     config = load_config(
         None,
         [
@@ -185,7 +186,7 @@ def test_a_validation_split_that_is_the_training_split_is_not_read_twice(tmp_pat
 
 
 def test_validation_split_of_a_recipe_is_checked(tmp_path):
-    from atrous.engine.trainer import build_datasets
+    from atrous.engine.tasks.semantic import build_datasets
 
     for i in range(3):
         make_pair(tmp_path / "data" / "train", f"{i:03d}", _two_classes(i))
@@ -209,11 +210,12 @@ def _trainer_passes_val_set() -> bool:
 @pytest.mark.skipif(not _trainer_passes_val_set(), reason="Trainer does not pass val_set to check_training_labels yet")
 def test_the_trainer_checks_the_validation_split_before_building_the_model(tmp_path, monkeypatch):
     from atrous.engine import trainer as trainer_module
+    from atrous.engine.tasks import semantic as semantic_task
 
     for i in range(3):
         make_pair(tmp_path / "data" / "train", f"{i:03d}", _two_classes(i))
         make_pair(tmp_path / "data" / "val", f"{i:03d}", _all_ignore(i))
-    monkeypatch.setattr(trainer_module, "build_model", lambda *a: pytest.fail("built a model"))
+    monkeypatch.setattr(semantic_task, "build_model", lambda *a: pytest.fail("built a model"))
     config = load_config(
         None,
         [

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from atrous.engine import amp as amp_module
-from atrous.engine import trainer as trainer_module
 from atrous.engine.amp import choose_training_precision, probe_shape, requested_precision, semantic_probe
 from atrous.engine.checkpoint import load_training_checkpoint
+from atrous.engine.tasks import semantic as trainer_module
 from atrous.engine.trainer import Trainer
 from atrous.runtime import PrecisionChoice
 

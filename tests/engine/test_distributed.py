@@ -3,6 +3,7 @@
 import json
 import socket
 
+import pytest
 import torch
 import torch.multiprocessing as mp
 from tests.engine._ddp_worker import train_rank
@@ -54,3 +55,45 @@ def test_ddp_keeps_ranks_identical_and_reduces_metrics(tmp_path):
     single = evaluate(model, DataLoader(val, batch_size=1), 3, device=torch.device("cpu")).compute()
     assert m0["miou"] == (single.as_dict()["miou"])
     assert m0["pixel_accuracy"] == single.as_dict()["pixel_accuracy"]
+
+
+def test_instance_training_under_ddp_logs_each_loss_and_keeps_ranks_identical(tmp_path):
+    from tests.instances.conftest import make_nuclei_folder
+
+    root = make_nuclei_folder(tmp_path / "nuclei", count=4)
+    overrides = [
+        "model.name=maskrcnn_resnet18_fpn",
+        "model.options={min_size: 64, max_size: 64, anchor_sizes: [8, 16, 32, 64, 128], box_score_thresh: 0.0}",
+        "data.dataset=dsb2018_nuclei",
+        f"data.root={root}",
+        "data.batch_size=1",
+        "data.val_batch_size=2",
+        "data.workers=0",
+        "data.scale_range=[1.0, 1.0]",
+        "train.grad_accum=2",  # no_sync on the first micro-batch, all-reduce on the second
+        "train.steps=2",
+        "train.eval_every=2",
+        "train.log_every=1",
+        "train.tensorboard=true",
+        "train.progress=false",
+        "train.lr=0.001",
+        "train.warmup_steps=1",
+    ]
+    mp.spawn(train_rank, args=(2, _free_port(), str(tmp_path), overrides), nprocs=2, join=True)
+    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    for key in w0:
+        assert torch.equal(w0[key], w1[key]), key
+    m0 = json.loads((tmp_path / "rank0.json").read_text())
+    assert m0 == json.loads((tmp_path / "rank1.json").read_text())  # rank 0's AP, on every rank
+    assert "mask_AP" in m0
+
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    train = [r for r in records if r["kind"] == "train"]
+    assert [r["step"] for r in train] == [1, 2]  # one writer: rank 0
+    parts = {"loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}
+    for record in train:
+        assert parts <= set(record)
+        assert record["loss"] == pytest.approx(sum(record[p] for p in parts), rel=1e-5)
+    assert list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert (tmp_path / "run" / "plots" / "mask_AP.png").is_file()

@@ -130,7 +130,7 @@ def test_a_checkpoint_of_another_model_or_process_count(run, tiny_config, tmp_pa
 
 
 def test_the_instance_trainer_follows_the_same_rule(run, tmp_path):
-    from atrous.engine.instance_trainer import InstanceTrainer
+    from atrous.engine.trainer import Trainer as InstanceTrainer
 
     instance = ["model.name=maskrcnn_resnet18_fpn", "data.dataset=dsb2018_nuclei", f"data.root={tmp_path}"]
     config = load_config(run / "config.yaml", instance)

@@ -11,7 +11,7 @@ from PIL import Image
 
 from atrous.cli import main
 from atrous.config import load_config
-from atrous.engine.instance_trainer import InstanceTrainer
+from atrous.engine.trainer import Trainer as InstanceTrainer
 
 
 def _overrides(root, steps=3):

@@ -63,18 +63,15 @@ def run(args: argparse.Namespace) -> int:
             stem = args.config.stem if args.config else config.model.name
             run_dir = Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         # A run_dir holding a run is refused by the trainer, before it builds anything.
-    from ..models import model_task
-
-    if model_task(config.model.name) == "instance":
-        from ..engine.instance_trainer import InstanceTrainer
-
-        result = InstanceTrainer(config, run_dir, resume=args.resume).run()
-        print(f"trained {result.steps} steps; best validation mask AP {result.best_miou:.4f}")
-        print(f"run folder: {result.run_dir}  (best model: {result.run_dir / 'best'})")
-        return 0
     result = Trainer(config, run_dir, resume=args.resume).run()
-    from ..metrics import best_miou_text
+    if result.score_name == "miou":
+        from ..metrics import best_miou_text
 
-    print(f"trained {result.steps} steps; best validation mIoU {best_miou_text(result.best_miou, result.history)}")
-    print(f"run folder: {result.run_dir}  (best model: {result.run_dir / 'best'}, plots: {result.run_dir / 'plots'})")
+        best = best_miou_text(result.best_score, result.history)
+        plots = f", plots: {result.run_dir / 'plots'}"
+        print(f"trained {result.steps} steps; best validation mIoU {best}")
+    else:
+        plots = ""
+        print(f"trained {result.steps} steps; best validation mask AP {result.best_score:.4f}")
+    print(f"run folder: {result.run_dir}  (best model: {result.run_dir / 'best'}{plots})")
     return 0

@@ -15,8 +15,12 @@ def _records(run_dir: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def write_training_plots(run_dir: str | Path, class_names: list[str]) -> list[Path]:
-    """Write loss.png, miou.png, per_class_iou.png and confusion_matrix.png under run_dir/plots."""
+def write_training_plots(
+    run_dir: str | Path, class_names: list[str], *, score: str = "miou", label: str = "mIoU"
+) -> list[Path]:
+    """Write under ``run_dir/plots``: ``loss.png`` (the total and each logged loss part),
+    ``<score>.png`` (the validation score, e.g. ``miou.png`` or ``mask_AP.png``) and, when
+    the run logged them, ``per_class_iou.png`` and ``confusion_matrix.png``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,17 +36,22 @@ def write_training_plots(run_dir: str | Path, class_names: list[str]) -> list[Pa
 
     if train:
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([r["step"] for r in train], [r["loss"] for r in train])
+        parts = [k for k in train[-1] if k.startswith("loss")]  # "loss", then each part (loss_mask …)
+        for key in parts:
+            ax.plot([r["step"] for r in train], [r.get(key, np.nan) for r in train], label=key)
+        if len(parts) > 1:
+            ax.legend(fontsize="small")
         ax.set(xlabel="step", ylabel="training loss", title="Loss")
         ax.grid(alpha=0.3)
         written.append(_save(fig, out / "loss.png"))
 
     if val:
         fig, ax = plt.subplots(figsize=(6, 4))
-        ax.plot([r["step"] for r in val], [r["miou"] if r["miou"] is not None else np.nan for r in val], marker="o")
-        ax.set(xlabel="step", ylabel="validation mIoU", title="mIoU", ylim=(0, 1))
+        values = [r.get(score) if r.get(score) is not None else np.nan for r in val]
+        ax.plot([r["step"] for r in val], values, marker="o")
+        ax.set(xlabel="step", ylabel=f"validation {label}", title=label, ylim=(0, 1))
         ax.grid(alpha=0.3)
-        written.append(_save(fig, out / "miou.png"))
+        written.append(_save(fig, out / f"{score}.png"))
 
         per_class = val[-1].get("per_class", {})
         if per_class:

@@ -1,12 +1,16 @@
-"""The training loop: one process, one GPU, or many through torchrun (DDP).
+"""The training loop for every task: one process, one GPU, or many through torchrun (DDP).
 
+:class:`Trainer` owns what a run does whatever it predicts; a task
+(:mod:`atrous.engine.tasks`) supplies its data, model, training step and evaluation.
 Everything a run writes goes into its run folder:
 
     config.yaml        the resolved configuration
-    metrics.jsonl      one JSON object per log step and per evaluation
+    precision.json     what ``train.amp`` resolved to, and the figures behind it
+    metrics.jsonl      one JSON object per log step (every loss part) and per evaluation
     last.pt            the latest training checkpoint (``--resume`` continues from it)
-    best/              the best model by validation mIoU (save_pretrained format)
-    plots/             loss and mIoU curves, per-class IoU, normalised confusion matrix
+    best/, best.pt     the best model by the task's score (save_pretrained format), its step
+    plots/             loss and score curves (and, for semantic runs, per-class IoU and the
+                       normalised confusion matrix)
     tensorboard/       when ``train.tensorboard`` is on
 """
 
@@ -15,38 +19,24 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import signal
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from ..config import Config, validate_config
-from ..data import build_dataset
-from ..data.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
-from ..data.root import resolve_root
-from ..data.transforms import eval_transforms, train_transforms
-from ..data.weight_map import WeightMapDataset
-from ..inference.visualize import default_palette
-from ..layers.tap_conv import use_tap_convs
-from ..losses import SegmentationLoss, WeightedCrossEntropy, build_loss
-from ..metrics import ConfusionMatrix
-from ..models import SegmentationModel, create_model
-from ..models.unet import center_crop
-from ..runtime import PrecisionChoice, resolve_device
-from ..utils.atomic import atomic_write
+from ..runtime import PrecisionChoice, resolve_device, seed_everything
+from ..utils.atomic import atomic_write_text
+from ..utils.state_dict import load_strict
 from . import distributed as dist_utils
-from .amp import choose_training_precision, probe_shape, semantic_probe
 from .checkpoint import (
     BEST,
     LAST,
@@ -59,10 +49,10 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
-from .evaluator import evaluate
 from .metrics_log import LOG_NAME, rewind_log
 from .optim import build_optimizer, build_scheduler
-from .sampling import KeyedAugmentation, ResumableBatchSampler, ShardSampler
+from .plots import write_training_plots
+from .tasks.base import Task
 
 
 class NonFiniteLossError(RuntimeError):
@@ -80,75 +70,41 @@ class TrainingInterrupted(RuntimeError):
 
 @dataclass
 class TrainResult:
+    """What a run reached: ``best_score`` is the best value of ``score_name`` (``miou`` for
+    semantic runs, ``mask_AP`` for instance runs)."""
+
     run_dir: Path
     steps: int
-    best_miou: float
+    best_score: float
+    score_name: str = "miou"
     last_metrics: dict[str, Any] | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
 
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch; optionally turn on deterministic algorithms."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True)
-        torch.backends.cudnn.benchmark = False
+    @property
+    def best_miou(self) -> float:
+        """The best validation mIoU of a semantic run."""
+        if self.score_name != "miou":
+            raise AttributeError(f"this run is scored by {self.score_name}, not mIoU: read best_score")
+        return self.best_score
 
 
-def _save_npy(path: str, array: np.ndarray) -> None:
-    with open(path, "wb") as f:  # np.save(name) would append .npy to the temporary name
-        np.save(f, array)
+def _task_for(config: Config, device: torch.device, dist: dist_utils.DistInfo) -> Task:
+    """The task of ``config.model``: what the registry records for the model name."""
+    from ..models import model_task
 
+    if model_task(config.model.name) == "instance":
+        from .tasks.instance import InstanceTask  # pycocotools only for instance runs
 
-def _worker_init(worker_id: int) -> None:
-    # torch gives each worker its own seed; derive Python's and NumPy's from it.
-    seed = torch.initial_seed() % 2**32
-    random.seed(seed)
-    np.random.seed(seed)
+        return InstanceTask(config, device, dist)
+    from .tasks.semantic import SemanticTask
 
-
-def build_model(config: Config, num_classes: int, *, load_weights: bool = True) -> SegmentationModel:
-    """The model of ``config.model``; ``load_weights=False`` skips ``model.checkpoint_path``
-    (a resumed run's weights come from its checkpoint)."""
-    kwargs: dict[str, Any] = {"num_classes": num_classes}
-    for key in ("output_stride", "multi_grid", "pretrained_backbone", "aux", "checkpoint_path"):
-        value = getattr(config.model, key)
-        if value is not None and (load_weights or key != "checkpoint_path"):
-            kwargs[key] = value
-    clash = sorted(set(config.model.options) & {*kwargs, "num_classes"})
-    if clash:
-        raise ValueError(f"model.options repeats {clash}; set them as model.<key> instead")
-    return create_model(config.model.name, **kwargs, **config.model.options)
-
-
-def build_eval_dataset(config: Config, split: str | None = None):
-    """The evaluation set as training validates and ``atrous eval`` measures it (one definition)."""
-    data = config.data
-    split = split or data.val_split
-    # The split's own options (a synthetic split's seed and size): the training split
-    # evaluated is the one training saw.
-    split_options = data.train_options if split == data.train_split else data.val_options
-    return build_dataset(
-        data.dataset,
-        root=resolve_root(data.dataset, data.root),
-        split=split,
-        transforms=eval_transforms(mean=IMAGENET_MEAN, std=IMAGENET_STD),
-        **{**data.options, **split_options},
-    )
-
-
-def build_datasets(config: Config):
-    data = config.data
-    root = resolve_root(data.dataset, data.root)
-    train_set = build_dataset(data.dataset, root=root, split=data.train_split, **{**data.options, **data.train_options})
-    return train_set, build_eval_dataset(config)
+    return SemanticTask(config, device, dist)
 
 
 class Trainer:
     """Builds everything from a :class:`Config` and runs the loop.
+
+    The task (semantic or instance segmentation) follows from ``config.model.name``.
 
     Args:
         config: the resolved configuration.
@@ -174,154 +130,91 @@ class Trainer:
         t = config.train
         self.device = resolve_device(t.device)
         self.dist = dist_utils.init_distributed(self.device)
+        # Refused starts (a used folder, a resume that would train something else) cost nothing.
         resume_path, checkpoint = open_run(
             self.run_dir, config, resume, world_size=self.dist.world_size, is_main=self.dist.is_main
         )
         seed_everything(t.seed + self.dist.rank, t.deterministic)
 
-        self.train_set, self.val_set = build_datasets(config)
-        from ..data.label_check import check_training_labels  # a sample of the masks: degenerate labels stop here
-
-        check_training_labels(self.train_set, val_set=self.val_set, quiet=not self.dist.is_main)
-        self.num_classes = config.model.num_classes or self.train_set.num_classes
-        if self.num_classes != self.train_set.num_classes:
-            raise ValueError(
-                f"model.num_classes={self.num_classes} but dataset {config.data.dataset!r} has "
-                f"{self.train_set.num_classes} classes"
-            )
-        self.class_names = list(getattr(self.train_set, "class_names", [str(i) for i in range(self.num_classes)]))
-        palette = getattr(self.train_set, "palette", None) or default_palette(self.num_classes)
-        # Saved with every model so that predict/eval can name and colour classes.
-        self.metadata = {
-            "dataset": config.data.dataset,
-            "class_names": self.class_names,
-            "palette": [list(map(int, c)) for c in palette],
-            "mean": list(IMAGENET_MEAN),
-            "std": list(IMAGENET_STD),
-        }
+        self.task = _task_for(config, self.device, self.dist)
+        self.task.build_data()
+        self.num_classes = self.task.num_classes
+        self.class_names = self.task.class_names
+        self.metadata = self.task.metadata
 
         # Resuming, the weights come from the checkpoint: model.checkpoint_path is not read again.
-        model = build_model(config, self.num_classes, load_weights=checkpoint is None)
-        self.model: SegmentationModel = model.to(self.device)
+        model = self.task.build_model(load_weights=checkpoint is None).to(self.device)
         if t.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
-        if self.device.type == "cpu":
-            # ASPP's large rates hit a slow oneDNN path in bf16; the tap form is timed
-            # against it once per shape (same parameters, same state dict).
-            use_tap_convs(self.model)
-        self.precision_choice = self._choose_precision()
-        self.autocast_dtype = self.precision_choice.dtype
-        self.aux_weight = t.aux_weight if t.aux_weight is not None else model.aux_weight
-        if t.weight_map is not None:  # with train.loss=ce alone (a CROSS_CHECKS rule of atrous.config)
-            self.criterion = SegmentationLoss(WeightedCrossEntropy(ignore_index=IGNORE_INDEX), self.aux_weight)
-        else:
-            self.criterion = build_loss(
-                t.loss,
-                num_classes=self.num_classes,
-                ignore_index=IGNORE_INDEX,
-                class_weights=t.class_weights,
-                aux_weight=self.aux_weight,
-                **t.loss_options,
-            )
-        self.criterion = self.criterion.to(self.device)
+            model = model.to(memory_format=torch.channels_last)
+        self.model: nn.Module = model
+        self.task.prepare(model)
+        # Under DDP rank 0 decides for every rank: one precision for one model.
+        choice = self.task.choose_precision(model) if self.dist.is_main else None
+        self.precision_choice: PrecisionChoice = dist_utils.broadcast_object(choice)
         self.optimizer = build_optimizer(
             model, t.optimizer, lr=t.lr, weight_decay=t.weight_decay, momentum=t.momentum, head_lr_mult=t.head_lr_mult
         )
         self.scheduler = build_scheduler(
             self.optimizer, t.steps, power=t.poly_power, warmup_steps=t.warmup_steps, warmup_ratio=t.warmup_ratio
         )
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
+        self._set_precision(self.precision_choice)
         self.step = 0
         self._saved_step = -1
-        self.best_miou = -math.inf
-        self.history: list[dict[str, Any]] = []
+        self.best_score = -math.inf
+        self.history: list[dict[str, Any]] = []  # what this process logged
+        self._logged_before: list[dict[str, Any]] = []  # what the run logged before a resume
 
         if checkpoint is not None:
             self._load(resume_path, checkpoint)
             del checkpoint
             if self.dist.is_main:  # the steps after the checkpoint are trained (and logged) again
-                self.history = rewind_log(self.run_dir, self.step)
+                self._logged_before = rewind_log(self.run_dir, self.step)
+            self._logged_before = dist_utils.broadcast_object(self._logged_before)
 
         if self.dist.enabled:
             if t.sync_bn and self.device.type == "cuda":
                 self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
             self.ddp: nn.Module = DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+                self.model,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self.task.find_unused_parameters,
             )
         else:
             self.ddp = self.model
-
-        # The unpadded U-Net trains as the paper does (§2): a crop of data.crop_size goes in,
-        # the loss is taken on the smaller valid output, the mask's centre.
-        self.valid_context = int(getattr(model, "context", 0))
-        if self.valid_context:
-            for side in config.data.crop_size:
-                model.output_size(side)  # raises, naming the size, if the crop is not a valid input
-            model.valid_output_in_training = True
-        self.train_loader = self._train_loader()
-        self.val_loader = self._val_loader()
+        self.train_loader = self.task.train_loader(start_batch=self.step * t.grad_accum)
+        self.val_loader = self.task.val_loader()
         self._stop_signal: int | None = None
         self._log_file = None
         self._tb = None
 
+    @property
+    def score_name(self) -> str:
+        return self.task.score_name
+
+    @property
+    def train_set(self):
+        return self.task.train_set
+
+    @property
+    def val_set(self):
+        return self.task.val_set
+
+    @property
+    def criterion(self) -> nn.Module:
+        """The loss of a semantic run (an instance model computes its own losses)."""
+        return self.task.criterion
+
     # -- precision ----------------------------------------------------------------------
 
-    def _choose_precision(self) -> PrecisionChoice:
-        """``train.amp`` resolved (``auto`` by timing this model's step here, see
-        :mod:`atrous.engine.amp`); under DDP rank 0 decides for every rank."""
-        d, t = self.config.data, self.config.train
-        shape = probe_shape(d.batch_size, *d.crop_size)
-        choice = None
-        if self.dist.is_main:
-            probe = semantic_probe(shape, self.num_classes, self.device, channels_last=t.channels_last)
-            choice = choose_training_precision(t.amp, self.device, self.model, probe, shape)
-        return dist_utils.broadcast_object(choice)
+    def _set_precision(self, choice: PrecisionChoice) -> None:
+        self.precision_choice = choice
+        self.autocast_dtype = choice.dtype
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
 
-    # -- data ---------------------------------------------------------------------------
-
-    def _train_loader(self) -> DataLoader:
-        d, t = self.config.data, self.config.train
-        transforms = train_transforms(
-            d.crop_size,
-            scale_range=tuple(d.scale_range),
-            hflip=d.hflip,
-            jitter=d.jitter,
-            elastic=d.elastic,
-            mirror_margin=self.valid_context,
-            mean=IMAGENET_MEAN,
-            std=IMAGENET_STD,
-        )
-        keyed: Dataset = KeyedAugmentation(self.train_set, transforms, seed=t.seed)
-        if t.weight_map is not None:
-            # After augmentation, so the border weights follow the deformed, cropped mask.
-            keyed = WeightMapDataset(keyed, ignore_index=IGNORE_INDEX, **t.weight_map)
-        sampler = ResumableBatchSampler(
-            len(keyed),
-            d.batch_size,
-            seed=t.seed,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            start_batch=self.step * t.grad_accum,
-        )
-        return DataLoader(
-            keyed,
-            batch_sampler=sampler,
-            num_workers=d.workers,
-            pin_memory=self.device.type == "cuda",
-            worker_init_fn=_worker_init,
-            generator=torch.Generator().manual_seed(t.seed),
-            persistent_workers=d.workers > 0,
-        )
-
-    def _val_loader(self) -> DataLoader:
-        d = self.config.data
-        return DataLoader(
-            self.val_set,
-            batch_size=d.val_batch_size,
-            sampler=ShardSampler(len(self.val_set), self.dist.rank, self.dist.world_size),
-            num_workers=d.workers,
-            pin_memory=self.device.type == "cuda",
-        )
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     # -- checkpoints ---------------------------------------------------------------------
 
@@ -332,7 +225,8 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "step": self.step,
-            "best_miou": self.best_miou,
+            "best_score": self.best_score,
+            "score_name": self.score_name,
             "precision": self.precision_choice.precision,
             "rng": rng_state(),
             "model_config": self.model.config,
@@ -353,24 +247,22 @@ class Trainer:
         if checkpoint is None:
             checkpoint = load_training_checkpoint(path)
             check_resume(self.config, checkpoint, path, world_size=self.dist.world_size)
-        from ..utils.state_dict import load_strict
-
         load_strict(self.model, checkpoint["model"], source=str(path))
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         recorded = checkpoint.get("precision")
         if self.config.train.amp in ("auto", True) and recorded and recorded != self.precision_choice.precision:
             # amp=auto resolves once per run: a resumed run keeps the precision it trained in.
-            self.precision_choice = PrecisionChoice(recorded, "checkpoint")
-            self.autocast_dtype = self.precision_choice.dtype
-            self.scaler = torch.amp.GradScaler("cuda", enabled=self.autocast_dtype is torch.float16)
+            self._set_precision(PrecisionChoice(recorded, "checkpoint"))
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = int(checkpoint["step"])
         if path.resolve() == (self.run_dir / LAST).resolve():
             self._saved_step = self.step  # last.pt holds this step: no need to write it again
+        # Checkpoints written before the loop was shared name their best score by task.
+        best = checkpoint.get("best_score", checkpoint.get("best_miou", checkpoint.get("best_map", -math.inf)))
         # The checkpoint at a step is written before that step's evaluation: best.pt knows a better one.
-        self.best_miou = max(float(checkpoint.get("best_miou", -math.inf)), recorded_best(path, self.step, "miou"))
+        self.best_score = max(float(best), recorded_best(path, self.step, self.score_name))
         if "rng" in checkpoint:
             set_rng_state(checkpoint["rng"])
             if self.dist.enabled:  # each rank keeps its own stream, as in a run that never stopped
@@ -380,15 +272,18 @@ class Trainer:
 
     def _record_precision(self) -> None:
         """``precision.json``: what ``train.amp`` resolved to and the figures behind it."""
-        from dataclasses import asdict
-
-        from ..utils.atomic import atomic_write_text
-
         choice = self.precision_choice
         record = {"amp": self.config.train.amp, "device": str(self.device), **asdict(choice)}
         atomic_write_text(self.run_dir / "precision.json", json.dumps(record, indent=2) + "\n")
         if self.config.train.progress:
             tqdm.write(f"train.amp={self.config.train.amp}: {choice.summary()}")
+
+    def _open_tensorboard(self) -> None:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:
+            raise ValueError("train.tensorboard=true needs the tensorboard package installed") from exc
+        self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
 
     def _log(self, record: dict[str, Any]) -> None:
         self.history.append(record)
@@ -408,24 +303,32 @@ class Trainer:
     def _handle_signal(self, signum, frame) -> None:
         self._stop_signal = signum
 
-    def _forward_backward(
-        self, images: torch.Tensor, masks: torch.Tensor, extra: list[torch.Tensor], sync: bool
-    ) -> torch.Tensor:
-        amp = (
-            torch.autocast(self.device.type, dtype=self.autocast_dtype)
-            if self.autocast_dtype is not None
-            else nullcontext()
-        )
+    def _micro_step(self, batch: Any, sync: bool) -> dict[str, torch.Tensor]:
+        """Forward and backward of one micro-batch; gradients are all-reduced (DDP) only on
+        the last micro-batch of a step."""
         no_sync = self.ddp.no_sync() if (self.dist.enabled and not sync) else nullcontext()  # type: ignore[operator]
         with no_sync:
-            with amp:
-                outputs = self.ddp(images)
-                out_size = (outputs["out"] if isinstance(outputs, dict) else outputs).shape[-2:]
-                if out_size != masks.shape[-2:]:  # a valid-convolution output: supervise the centre
-                    masks, *extra = (center_crop(t, out_size) for t in (masks, *extra))
-                loss = self.criterion(outputs, masks, *extra)
-            self.scaler.scale(loss / self.config.train.grad_accum).backward()
-        return loss.detach()
+            with self._autocast():
+                losses = self.task.training_step(self.ddp, batch)
+            self.scaler.scale(losses["loss"] / self.config.train.grad_accum).backward()
+        return {name: value.detach().float() for name, value in losses.items()}
+
+    def _optimizer_step(self, losses: dict[str, torch.Tensor]) -> None:
+        t = self.config.train
+        if not torch.isfinite(losses["loss"]):
+            parts = ", ".join(f"{k} {v.item():.4g}" for k, v in losses.items() if k != "loss")
+            raise NonFiniteLossError(
+                f"loss is {losses['loss'].item()} at step {self.step + 1}{f' ({parts})' if parts else ''}; "
+                f"stopping. The last good checkpoint ({self.run_dir / LAST}) was not overwritten. "
+                "Try a lower train.lr or train.amp=off."
+            )
+        if t.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
 
     def run(self) -> TrainResult:
         """Train to ``train.steps`` (or the time budget), holding the run folder's lock."""
@@ -443,11 +346,7 @@ class Trainer:
             self.config.save(self.run_dir / "config.yaml")
             self._record_precision()
             if t.tensorboard:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
-                except ImportError as exc:
-                    raise ValueError("train.tensorboard=true needs the tensorboard package installed") from exc
-                self._tb = SummaryWriter(str(self.run_dir / "tensorboard"))
+                self._open_tensorboard()
         previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         start_time = time.perf_counter()
         data_iter = iter(self.train_loader)
@@ -475,43 +374,17 @@ class Trainer:
                     raise TrainingInterrupted(self._stop_signal or signal.SIGTERM, path)
                 if action == 1.0:
                     break
-                losses = []
-                for micro in range(t.grad_accum):
-                    images, masks, *extra = next(data_iter)  # extra: U-Net weight maps
-                    images = images.to(self.device, non_blocking=True)
-                    masks = masks.to(self.device, non_blocking=True)
-                    extra = [e.to(self.device, non_blocking=True) for e in extra]
-                    if t.channels_last:
-                        images = images.contiguous(memory_format=torch.channels_last)
-                    losses.append(self._forward_backward(images, masks, extra, sync=micro == t.grad_accum - 1))
-                loss = torch.stack(losses).mean()
-                if not torch.isfinite(loss):
-                    raise NonFiniteLossError(
-                        f"loss is {loss.item()} at step {self.step + 1}; stopping. The last good checkpoint "
-                        f"({self.run_dir / LAST}) was not overwritten. Try a lower train.lr or train.amp=off."
-                    )
-                if t.grad_clip is not None:
-                    self.scaler.unscale_(self.optimizer)
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.scheduler.step()
+                micro = [self._micro_step(next(data_iter), sync=i == t.grad_accum - 1) for i in range(t.grad_accum)]
+                losses = {name: torch.stack([m[name] for m in micro]).mean() for name in micro[0]}
+                self._optimizer_step(losses)
                 self.step += 1
                 progress.update(1)
                 if self.step % t.log_every == 0 or self.step == t.steps:
-                    loss_value = dist_utils.all_reduce_mean(loss).item()
+                    values = {name: dist_utils.all_reduce_mean(value).item() for name, value in losses.items()}
                     lr = self.optimizer.param_groups[0]["lr"]
-                    progress.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
-                    self._log(
-                        {
-                            "kind": "train",
-                            "step": self.step,
-                            "loss": loss_value,
-                            "lr": lr,
-                            "time_s": round(time.perf_counter() - start_time, 2),
-                        }
-                    )
+                    progress.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}")
+                    elapsed = round(time.perf_counter() - start_time, 2)
+                    self._log({"kind": "train", "step": self.step, **values, "lr": lr, "time_s": elapsed})
                 # Checkpoint first: an evaluation that fails (out of memory on a large validation
                 # image) then costs no training, and a resume evaluates that step again.
                 if self.step % t.checkpoint_every == 0 or self.step == t.steps:
@@ -536,40 +409,28 @@ class Trainer:
             if self._tb is not None:
                 self._tb.close()
         if self.dist.is_main:
-            from .plots import write_training_plots
-
-            write_training_plots(self.run_dir, self.class_names)
+            write_training_plots(self.run_dir, self.class_names, score=self.score_name, label=self.task.score_label)
         last_val = next((r for r in reversed(self.history) if r["kind"] == "val"), None)
-        return TrainResult(self.run_dir, self.step, self.best_miou, last_val, self.history)
+        return TrainResult(self.run_dir, self.step, self.best_score, self.score_name, last_val, self.history)
 
     def _evaluated(self, step: int) -> bool:
         """Whether the log holds the evaluation of ``step`` (a resumed run reads it back)."""
-        return any(r.get("kind") == "val" and r.get("step") == step for r in self.history)
+        return any(r.get("kind") == "val" and r.get("step") == step for r in (*self._logged_before, *self.history))
 
     def evaluate_and_track(self) -> dict[str, Any]:
-        """Evaluate on the validation split, log, and keep the best model by mIoU."""
-        dist_utils.broadcast_buffers(self.model)
-        matrix: ConfusionMatrix = evaluate(
-            self.model,
-            self.val_loader,
-            self.num_classes,
-            device=self.device,
-            autocast_dtype=self.autocast_dtype,
-            progress=False,
-            tile=self.config.eval.tile,
-            tile_overlap=self.config.eval.tile_overlap,
-        )
-        metrics = matrix.compute()
-        record = {"kind": "val", "step": self.step, **metrics.as_dict(self.class_names)}
+        """Evaluate on the validation split, log, and keep the best model by the task's score."""
+        dist_utils.broadcast_buffers(self.model)  # every rank evaluates (and rank 0 saves) one model
+        metrics = self.task.evaluate(self.model, self.autocast_dtype)
+        record = {"kind": "val", "step": self.step, **metrics}
         self._log(record)
         if self.dist.is_main:
-            array = matrix.matrix.cpu().numpy()
-            atomic_write(self.run_dir / "confusion_matrix.npy", lambda tmp: _save_npy(tmp, array))
-        miou = metrics.miou if not math.isnan(metrics.miou) else -math.inf
-        if miou > self.best_miou:
-            self.best_miou = miou
+            self.task.write_artefacts(self.run_dir)
+        value = metrics[self.score_name]
+        score = value if value is not None and not math.isnan(value) else -math.inf
+        if score > self.best_score:
+            self.best_score = score
             if self.dist.is_main:
                 self.model.save_pretrained(self.run_dir / "best", metadata=self.metadata)
-                atomic_torch_save({"step": self.step, "miou": miou}, self.run_dir / BEST)
+                atomic_torch_save({"step": self.step, self.score_name: score}, self.run_dir / BEST)
         dist_utils.barrier()
         return record
