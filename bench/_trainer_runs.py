@@ -3,8 +3,11 @@ through the real Trainer and stopped from a callback."""
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,8 +21,31 @@ DEFAULT_CONFIG = ROOT / "configs" / "deeplabv3plus_resnet50_os16_camvid.yaml"
 CPU_OVERRIDES = ["data.crop_size=[256, 256]", "data.batch_size=4", "data.workers=2"]
 
 
+def recipe_parser(description: str | None) -> argparse.ArgumentParser:
+    """The options every trainer bench takes: the recipe, overrides, JSON output."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="recipe (default: the CamVid one)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides")
+    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
+    return parser
+
+
 class StopRun(Exception):
     """Raised from a Trainer callback to end ``run()`` once the measured steps are done."""
+
+
+def run_until_stopped(trainer: Trainer, callback: Callable[[Trainer, int], None]) -> float:
+    """Run ``trainer`` with ``callback`` after every step until it raises :class:`StopRun`;
+    returns the ``time.perf_counter()`` at which the run began."""
+    trainer.callbacks.append(callback)
+    start = time.perf_counter()
+    try:
+        trainer.run()
+    except StopRun:
+        pass
+    finally:
+        trainer.callbacks.remove(callback)
+    return start
 
 
 def release(trainer: Trainer) -> None:

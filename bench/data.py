@@ -23,7 +23,6 @@ first few measured steps is hidden: use --train-steps well above that for a stea
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import itertools
@@ -40,7 +39,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ itself, also when loaded by path
-from _trainer_runs import CPU_OVERRIDES, DEFAULT_CONFIG, StopRun, data_overrides, release
+from _trainer_runs import CPU_OVERRIDES, StopRun, data_overrides, recipe_parser, release, run_until_stopped
 
 from atrous.config import Config, load_config
 from atrous.engine.trainer import Trainer
@@ -106,14 +105,7 @@ def _time_steps(trainer: Trainer, steps: int, timed: _TimedLoader | None = None)
         if step == steps + 1:
             raise StopRun
 
-    trainer.callbacks.append(mark)
-    start = time.perf_counter()
-    try:
-        trainer.run()
-    except StopRun:
-        pass
-    finally:
-        trainer.callbacks.remove(mark)
+    start = run_until_stopped(trainer, mark)
     if len(marks) != steps + 1:
         raise RuntimeError(f"the run stopped after {len(marks)} steps; expected {steps + 1}")
     (t1, wait1), (t_end, wait_end) = marks[0], marks[-1]
@@ -213,12 +205,9 @@ def format_table(r: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="recipe (default: the CamVid one)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides")
+    parser = recipe_parser(__doc__)
     parser.add_argument("--batches", type=int, default=30, help="loader batches timed after the first (default 30)")
     parser.add_argument("--train-steps", type=int, default=10, help="steps timed after a warm-up (default 10)")
-    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     args = parser.parse_args()
 
     overrides = [*CPU_OVERRIDES, *data_overrides(args.config, args.overrides)]

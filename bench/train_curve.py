@@ -50,7 +50,6 @@ per-shape timing hands to the tap form in each precision.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import gc
 import hashlib
@@ -67,7 +66,7 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ itself, also when loaded by path
-from _trainer_runs import CPU_OVERRIDES, DEFAULT_CONFIG, StopRun, data_overrides, release
+from _trainer_runs import CPU_OVERRIDES, StopRun, data_overrides, recipe_parser, release, run_until_stopped
 
 from atrous.config import Config, load_config
 from atrous.engine.trainer import Trainer
@@ -155,15 +154,8 @@ def train_curve(config: Config, steps: int, run_dir: Path) -> dict[str, Any]:
         if step == steps:
             raise StopRun
 
-    trainer.callbacks.append(mark)
     choices_before = set(tap_conv._choices)
-    start = time.perf_counter()
-    try:
-        trainer.run()
-    except StopRun:
-        pass
-    finally:
-        trainer.callbacks.remove(mark)
+    start = run_until_stopped(trainer, mark)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     losses = [r["loss"] for r in records if r.get("kind") == "train"]
     if len(losses) != steps or len(marks) != steps:
@@ -294,12 +286,9 @@ def _rounded(value: Any) -> Any:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="recipe (default: the CamVid one)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], help="extra config overrides")
+    parser = recipe_parser(__doc__)
     parser.add_argument("--steps", type=int, default=40, help="training steps per run (default 40)")
     parser.add_argument("--window", type=int, default=5, help="moving-average window in steps (default 5)")
-    parser.add_argument("--json", action="store_true", help="print one JSON line instead of the table")
     args = parser.parse_args()
 
     overrides = [f"model.name={DEFAULT_MODEL}", *CPU_OVERRIDES, f"train.warmup_steps={max(1, args.steps // 20)}"]
