@@ -37,6 +37,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from .models import task_of
 from .utils.atomic import atomic_write
 
 ExportFormat = Literal["onnx", "exported-program"]
@@ -120,7 +121,7 @@ def export_model(
             PyTorch; nothing is written at ``path`` then.
     """
     format = _check_format(format)
-    if getattr(model, "task", "semantic") == "instance":
+    if task_of(model) == "instance":
         raise ExportError(
             f"{model_name(model)} is an instance-segmentation model; export covers the semantic models (one "
             "tensor in, logits out). torchvision's Mask R-CNN takes a list of images and returns a list of dicts."

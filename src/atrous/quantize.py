@@ -59,6 +59,7 @@ from torch import nn
 from .data.constants import IGNORE_INDEX
 from .export import export_model, model_name
 from .inference.int8 import INFO_NAME, INSTALL_HINT, MODEL_XML, Int8Model, import_openvino
+from .models import task_of
 from .utils.atomic import TEMP_SUFFIX, _umask, atomic_write_text, temp_prefix
 
 #: NNCF's preset; the module docstring has the measurement behind the choice.
@@ -178,7 +179,7 @@ def quantize_model(
     """
     start = time.perf_counter()
     folder = check_target(folder, overwrite)
-    if getattr(model, "task", "semantic") != "semantic":
+    if task_of(model) != "semantic":
         raise ValueError(
             f"{model_name(model)} is an instance-segmentation model; int8 quantization covers semantic models"
         )

@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..backbones import BACKBONES, create_backbone
 from ..models import create_model, list_models
+from .flops import count_flops as count_run_flops
 
 TABLE_SIZE = 512  # input side for the GFLOPs column
 
@@ -139,8 +139,9 @@ def count_flops(model: nn.Module, size: int | Sequence[int] = TABLE_SIZE, *, in_
     """FLOPs of one forward pass on a 1×in_chans×H×W input, in evaluation mode.
 
     The input is created on the device of the model's first parameter, so a model built
-    on ``meta`` is counted without computing anything. FLOPs are ``FlopCounterMode``'s:
-    2 per multiply-accumulate of convolutions and matrix products.
+    on ``meta`` is counted without computing anything. FLOPs are
+    :func:`atrous.benchmark.flops.count_flops`'s (``FlopCounterMode``'s for a forward
+    pass): 2 per multiply-accumulate of convolutions and matrix products.
     """
     h, w = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     first = next(model.parameters(), None)
@@ -149,11 +150,10 @@ def count_flops(model: nn.Module, size: int | Sequence[int] = TABLE_SIZE, *, in_
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(x)
+        with torch.no_grad():
+            return count_run_flops(lambda: model(x))
     finally:
         model.train(was_training)
-    return int(counter.get_total_flops())
 
 
 def count_gflops(model: nn.Module, size: int | Sequence[int] = TABLE_SIZE, *, in_chans: int = 3) -> float:

@@ -33,7 +33,7 @@ from ..engine.optim import build_optimizer
 from ..inference.fast import inference_path, is_int8_model
 from ..inference.memory import peak_bytes_during
 from ..layers.tap_conv import use_tap_convs
-from ..models import create_model
+from ..models import create_model, model_from_config, task_of
 from .ceiling import conv_ceiling
 from .flops import count_flops
 from .timing import median, time_interleaved
@@ -82,7 +82,7 @@ def build_bench_model(
         from ..inference.loading import load_inference_model
 
         model = load_inference_model(name, precision)
-        if getattr(model, "task", "semantic") != "semantic":
+        if task_of(model) != "semantic":
             raise ValueError(f"{name} is an instance-segmentation model; atrous bench measures semantic models")
         if output_stride is not None:
             if is_int8_model(model):
@@ -282,8 +282,7 @@ def _fp32_source(model: nn.Module) -> nn.Module:
     architecture, rebuilt from its recorded config at the stride it was quantized at."""
     if not is_int8_model(model):
         return model
-    config = dict(model.config)
-    source = create_model(config.pop("name"), **config).eval()
+    source = model_from_config(model.config).eval()
     if source.output_stride != model.output_stride:
         source.set_output_stride(model.output_stride)
     return source

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..engine.trainer import build_eval_dataset
     from ..inference import inference_path, load_inference_model
     from ..metrics import format_table
+    from ..models import task_of
     from ..runtime import resolve_device
 
     config_path = run_config_path(args.model, args.config, "say which dataset to evaluate on")
@@ -50,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     model = load_inference_model(args.model, args.precision).to(device)
-    if getattr(model, "task", "semantic") == "instance":
+    if task_of(model) == "instance":
         return _run_instance(args, config, model, device)
     if output_stride:
         model.set_output_stride(output_stride)

@@ -18,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import create_model, list_models
+    from ..models import task_of
 
     names = list_models(args.pattern)
     if not names:
@@ -35,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     for name in names:
         model = create_model(name, num_classes=args.num_classes).eval()
         params = sum(p.numel() for p in model.parameters()) / 1e6
-        instance = getattr(model, "task", "semantic") == "instance"
+        instance = task_of(model) == "instance"
         line = f"{name:<{width}}  {params:>10.2f}  {'-' if instance else model.output_stride:>2}"
         if x is not None:
             start = time.perf_counter()

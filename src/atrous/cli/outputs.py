@@ -240,7 +240,7 @@ def add_model_files(reads: Reads, model: str | os.PathLike | None, *, int8: bool
     from ..inference.int8 import INFO_NAME, MODEL_BIN, MODEL_XML
     from ..inference.loading import INT8_FOLDER
     from ..inference.torchvision_models import is_torchvision_spec
-    from ..models.weights import CONFIG_NAME, WEIGHTS_NAME
+    from ..models.pretrained import CONFIG_NAME, WEIGHTS_NAME
 
     if model is None or is_torchvision_spec(model):
         return  # torch.hub's cache is no output's business

@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..data.errors import DatasetError
     from ..inference import Predictor, load_inference_model, save_label_png, save_rgb_png
+    from ..models import task_of
     from ..runtime import resolve_device
     from ..utils.atomic import atomic_write
     from .outputs import writing
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     task = _task_before_loading(args.model, args.precision)
     names = _prepare(args, paths, task) if task else None  # refuse a bad plan before the (slow) load
     model = load_inference_model(args.model, args.precision)
-    loaded_task = getattr(model, "task", "semantic")
+    loaded_task = task_of(model)
     if names is None or loaded_task != task:  # only loading told (a checkpoint)
         names = _prepare(args, paths, loaded_task)
     if loaded_task == "instance":

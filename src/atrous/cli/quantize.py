@@ -63,6 +63,7 @@ def run(args: argparse.Namespace) -> int:
     from ..config import load_config
     from ..export import ExportError
     from ..inference import load_trained_model
+    from ..models import task_of
     from ..quantize import check_target, quantize_model
     from . import UsageError
 
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     config = load_config(config_path, args.overrides)
 
     model = load_trained_model(args.run)
-    if getattr(model, "task", "semantic") != "semantic":
+    if task_of(model) != "semantic":
         raise ValueError("atrous quantize covers semantic models; Mask R-CNN (instance segmentation) is not supported")
     if args.output_stride:
         model.set_output_stride(args.output_stride)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..models import SegmentationModel, create_model, load_model
-from ..utils.state_dict import load_strict
+from ..models import SegmentationModel, load_model, rebuild_model
 
 
 def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
@@ -33,12 +32,9 @@ def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
         from ..engine.checkpoint import load_training_checkpoint
 
         checkpoint = load_training_checkpoint(path)
-        config = dict(checkpoint["model_config"])
-        name = config.pop("name")
-        model = create_model(name, **config)
-        load_strict(model, checkpoint["model"], source=str(path))
-        model.metadata = dict(checkpoint.get("metadata", {}))
-        return model.eval()
+        return rebuild_model(
+            checkpoint["model_config"], checkpoint["model"], metadata=checkpoint.get("metadata", {}), source=str(path)
+        )
     raise FileNotFoundError(f"model {path} does not exist")
 
 

@@ -15,8 +15,8 @@ from torch import nn
 
 from ..layers import ASPP, ConvNormAct, SeparableConvNormAct, Upsample, resize
 from ._registry import register_model
-from .fcn import aux_fcn_head
-from .segmentor import SegmentationModel, build_backbone, check_upsample_mode, final_upsample
+from .pretrained import records_config
+from .segmentor import Family, Head, SegmentationModel, build_segmentor, check_upsample_mode
 
 # DeepLab v3 §3.3: "three 3×3 convolutions with rates = (6, 12, 18) when output_stride
 # = 16 … the rates are doubled when output_stride = 8".
@@ -141,92 +141,42 @@ class DeepLabV3PlusHead(nn.Module):
         return self.classify(x)
 
 
+@records_config
 def _create_deeplabv3(
-    backbone_name: str,
-    *,
-    num_classes: int = 21,
-    output_stride: int = 16,
-    aux: bool = False,
-    upsample: str = "bilinear",
-    paper_head: bool = False,
-    aspp_rates: Sequence[int] | None = None,
-    **common,
+    backbone_name: str, paper_head: bool = False, /, *, aspp_rates: Sequence[int] | None = None, **options
 ) -> SegmentationModel:
-    backbone, config = build_backbone(
-        backbone_name,
-        num_classes=num_classes,
-        output_stride=output_stride,
-        aux=aux,
-        upsample=upsample,
-        **common,
-    )
-    in_chs = backbone.feature_info[-1].num_chs
-    if paper_head:
-        rates = ASPP_RATES_OS16 if aspp_rates is None else tuple(aspp_rates)
-        config["aspp_rates"] = list(rates)
-        head: nn.Module = DeepLabV3PaperHead(in_chs, num_classes, output_stride=output_stride, rates=rates)
-    else:
-        if aspp_rates is not None:
-            raise ValueError("aspp_rates: the torchvision-layout DeepLab v3 head has fixed rates (6, 12, 18) at OS16")
-        head = DeepLabV3Head(in_chs, num_classes, output_stride=output_stride)
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
-    return SegmentationModel(
-        backbone,
-        head,
-        aux_classifier=aux_head,
-        aux_index=aux_index,
-        upsample=final_upsample(upsample, num_classes, output_stride),
-        config=config,
-    )
-
-
-def _create_deeplabv3plus(
-    backbone_name: str,
-    *,
-    num_classes: int = 21,
-    output_stride: int = 16,
-    aux: bool = False,
-    separable: bool = False,
-    upsample: str = "bilinear",
-    aspp_rates: Sequence[int] | None = None,
-    backbone_options: dict | None = None,
-    **common,
-) -> SegmentationModel:
-    backbone, config = build_backbone(
-        backbone_name,
-        num_classes=num_classes,
-        output_stride=output_stride,
-        aux=aux,
-        upsample=upsample,
-        **common,
-        **(backbone_options or {}),
-    )
-    config.update(backbone_options or {})  # saved: load_model passes them back
+    if aspp_rates is not None and not paper_head:
+        raise ValueError("aspp_rates: the torchvision-layout DeepLab v3 head has fixed rates (6, 12, 18) at OS16")
     rates = ASPP_RATES_OS16 if aspp_rates is None else tuple(aspp_rates)
-    config["separable"] = separable
-    config["aspp_rates"] = list(rates)
-    info = backbone.feature_info
-    low_index = info.index(reduction=4)
-    head = DeepLabV3PlusHead(
-        info[-1].num_chs,
-        info[low_index].num_chs,
-        num_classes,
-        output_stride=output_stride,
-        separable=separable,
-        rates=rates,
-        upsample=upsample,
-    )
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
-    return SegmentationModel(
-        backbone,
-        head,
-        classifier_indices=(low_index, -1),
-        aux_classifier=aux_head,
-        aux_index=aux_index,
-        upsample=final_upsample(upsample, num_classes, 4),
-        logits_stride=4,
-        config=config,
-    )
+
+    def head(backbone: nn.Module, *, num_classes: int, output_stride: int, **_) -> Head:
+        in_chs = backbone.feature_info[-1].num_chs
+        if paper_head:
+            return Head(DeepLabV3PaperHead(in_chs, num_classes, output_stride=output_stride, rates=rates))
+        return Head(DeepLabV3Head(in_chs, num_classes, output_stride=output_stride))
+
+    return build_segmentor(backbone_name, Family(head), **options)
+
+
+@records_config
+def _create_deeplabv3plus(
+    backbone_name: str, /, *, separable: bool = False, aspp_rates: Sequence[int] = ASPP_RATES_OS16, **options
+) -> SegmentationModel:
+    def head(backbone: nn.Module, *, num_classes: int, output_stride: int, upsample: str) -> Head:
+        info = backbone.feature_info
+        low_index = info.index(reduction=4)
+        decoder = DeepLabV3PlusHead(
+            info[-1].num_chs,
+            info[low_index].num_chs,
+            num_classes,
+            output_stride=output_stride,
+            separable=separable,
+            rates=aspp_rates,
+            upsample=upsample,
+        )
+        return Head(decoder, inputs=(low_index, -1), logits_stride=4)
+
+    return build_segmentor(backbone_name, Family(head), **options)
 
 
 @register_model
@@ -251,7 +201,7 @@ def deeplabv3_resnet101(**kwargs) -> SegmentationModel:
 
 def _paper_preset(backbone_name: str, kwargs: dict) -> SegmentationModel:
     kwargs.setdefault("multi_grid", (1, 2, 4))
-    return _create_deeplabv3(backbone_name, paper_head=True, **kwargs)
+    return _create_deeplabv3(backbone_name, True, **kwargs)  # True: the paper's head
 
 
 @register_model
@@ -273,7 +223,7 @@ def deeplabv3_mobilenetv2(**kwargs) -> SegmentationModel:
     """DeepLab v3 on MobileNetV2 (Sandler et al. 2018, §6.3): the paper's head with ASPP
     reduced to its 1×1 and image-pooling branches, as DeepLab's mobile checkpoints."""
     kwargs.setdefault("aspp_rates", MOBILENET_ASPP_RATES)
-    return _create_deeplabv3("mobilenetv2", paper_head=True, **kwargs)
+    return _create_deeplabv3("mobilenetv2", True, **kwargs)  # True: the paper's head
 
 
 @register_model
@@ -301,7 +251,7 @@ def deeplabv3plus_xception65(*, act_after_depthwise: bool = False, **kwargs) -> 
     ``act_after_depthwise=True``: ReLU after every depthwise convolution, as §3.2's text
     has it (the default follows the released weights, see :mod:`atrous.backbones.xception`)."""
     kwargs.setdefault("separable", True)
-    return _create_deeplabv3plus("xception65", backbone_options={"act_after_depthwise": act_after_depthwise}, **kwargs)
+    return _create_deeplabv3plus("xception65", act_after_depthwise=act_after_depthwise, **kwargs)
 
 
 @register_model

@@ -18,11 +18,9 @@ from collections import OrderedDict
 
 from torch import nn
 
-from ..layers import Upsample
 from ..layers.conv_norm_act import set_conv_dilation
 from ._registry import register_model
-from .fcn import aux_fcn_head
-from .segmentor import SegmentationModel, build_backbone
+from .segmentor import CAFFE_POOLING, Family, Head, SegmentationModel, build_segmentor
 
 # Table 2: kernel 3×3, input stride 12, 1024 channels, at output stride 8.
 LARGE_FOV_RATE_OS8 = 12
@@ -57,33 +55,16 @@ def _rate(output_stride: int) -> int:
     return max(1, LARGE_FOV_RATE_OS8 * 8 // output_stride)
 
 
+def _large_fov_head(backbone: nn.Module, *, num_classes: int, output_stride: int, **_) -> Head:
+    head = LargeFOVHead(backbone.feature_info[-1].num_chs, num_classes, output_stride=output_stride)
+    return Head(head, aligned_upsample=True)  # ×8 from ceil-mode pooling lands on the input's pixels
+
+
+LARGE_FOV = Family(_large_fov_head, output_stride=8, backbone_args=CAFFE_POOLING)
+
+
 @register_model
-def deeplabv1_vgg16(
-    *,
-    num_classes: int = 21,
-    output_stride: int = 8,
-    aux: bool = False,
-    upsample: str = "bilinear",
-    **common,
-) -> SegmentationModel:
+def deeplabv1_vgg16(**kwargs) -> SegmentationModel:
     """DeepLab v1 LargeFOV (Chen et al. 2015, §3.1 and Table 2): VGG-16 at output stride 8,
     atrous fc6 with rate 12 and 1024 channels, bilinear ×8 upsampling."""
-    backbone, config = build_backbone(
-        "vgg16",
-        num_classes=num_classes,
-        output_stride=output_stride,
-        aux=aux,
-        upsample=upsample,
-        **common,
-        ceil_mode=True,  # Caffe's pooling, so the ×8 upsampling lands on the input's pixels
-    )
-    head = LargeFOVHead(backbone.feature_info[-1].num_chs, num_classes, output_stride=output_stride)
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
-    return SegmentationModel(
-        backbone,
-        head,
-        aux_classifier=aux_head,
-        aux_index=aux_index,
-        upsample=Upsample(num_classes, output_stride, mode=upsample),  # type: ignore[arg-type]
-        config=config,
-    )
+    return build_segmentor("vgg16", LARGE_FOV, **kwargs)

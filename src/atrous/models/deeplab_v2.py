@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from ..layers import ASPPSum, Upsample
+from ..layers import ASPPSum
 from ._registry import register_model
-from .fcn import aux_fcn_head
-from .segmentor import SegmentationModel, build_backbone, final_upsample
+from .pretrained import records_config
+from .segmentor import CAFFE_POOLING, Family, Head, SegmentationModel, build_segmentor
 
 ASPP_RATES_OS8 = {"L": (6, 12, 18, 24), "S": (2, 4, 8, 12)}
 
@@ -66,44 +66,22 @@ def _scaled(rates_at_8: Sequence[int], output_stride: int) -> tuple[int, ...]:
     return tuple(max(1, r * 8 // output_stride) for r in rates_at_8)
 
 
-def _create_deeplabv2(
-    backbone_name: str,
-    *,
-    num_classes: int = 21,
-    output_stride: int = 8,
-    aux: bool = False,
-    upsample: str = "bilinear",
-    aspp: str = "L",
-    **common,
-) -> SegmentationModel:
+@records_config
+def _create_deeplabv2(backbone_name: str, /, *, aspp: str = "L", **options) -> SegmentationModel:
     rates = aspp_v2_rates(aspp)
     vgg = backbone_name == "vgg16"
-    backbone, config = build_backbone(
-        backbone_name,
-        num_classes=num_classes,
-        output_stride=output_stride,
-        aux=aux,
-        upsample=upsample,
-        **common,
-        **({"ceil_mode": True} if vgg else {}),
-    )
-    config["aspp"] = aspp
-    head = DeepLabV2Head(
-        backbone.feature_info[-1].num_chs,
-        num_classes,
-        rates=rates,
-        output_stride=output_stride,
-        hidden_chs=1024 if vgg else None,
-    )
-    # VGG's ceil-mode pooling makes an aligned ×8 upsampling-and-crop exact; ResNet's
-    # logits are resized to the input size as torchvision does.
-    up = (
-        Upsample(num_classes, output_stride, mode=upsample)
-        if vgg
-        else final_upsample(upsample, num_classes, output_stride)
-    )  # type: ignore[arg-type]
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
-    return SegmentationModel(backbone, head, aux_classifier=aux_head, aux_index=aux_index, upsample=up, config=config)
+
+    def head(backbone: nn.Module, *, num_classes: int, output_stride: int, **_) -> Head:
+        in_chs = backbone.feature_info[-1].num_chs
+        module = DeepLabV2Head(
+            in_chs, num_classes, rates=rates, output_stride=output_stride, hidden_chs=1024 if vgg else None
+        )
+        # VGG's ceil-mode pooling makes an aligned ×8 upsampling-and-crop exact; ResNet's
+        # logits are resized to the input size as torchvision does.
+        return Head(module, aligned_upsample=vgg)
+
+    family = Family(head, output_stride=8, backbone_args=CAFFE_POOLING if vgg else {})
+    return build_segmentor(backbone_name, family, **options)
 
 
 @register_model

@@ -30,8 +30,8 @@ from torch import nn
 
 from ..layers import Upsample
 from ._registry import register_model
-from .fcn import aux_fcn_head
-from .segmentor import SegmentationModel, build_backbone, check_upsample_mode
+from .pretrained import records_config
+from .segmentor import CAFFE_POOLING, Family, Head, SegmentationModel, build_segmentor, check_upsample_mode
 
 # Number of skip connections: FCN-32s none, FCN-16s pool4, FCN-8s pool4 and pool3.
 FCN_SKIPS = {32: 0, 16: 1, 8: 2}
@@ -74,53 +74,34 @@ class FCNSkipHead(nn.Module):
         return score
 
 
-def _create_fcn_vgg(
-    stride: int,
-    *,
-    num_classes: int = 21,
-    output_stride: int = 32,
-    aux: bool = False,
-    upsample: str = "transposed",
-    learn_final_upsampling: bool = False,
-    **common,
-) -> SegmentationModel:
+@records_config
+def _create_fcn_vgg(stride: int, /, *, learn_final_upsampling: bool = False, **options) -> SegmentationModel:
+    output_stride = options.get("output_stride", 32)
     if output_stride != 32:
         raise ValueError(
             f"output_stride: FCN-{stride}s is defined on VGG-16 at output stride 32 (its skips read pool3 "
             f"and pool4), got {output_stride}"
         )
-    backbone, config = build_backbone(
-        "vgg16",
-        num_classes=num_classes,
-        output_stride=32,
-        aux=aux,
-        upsample=upsample,
-        **common,
-        ceil_mode=True,
-        fully_conv=True,
-    )
-    config["learn_final_upsampling"] = learn_final_upsampling
     skips = FCN_SKIPS[stride]
-    head = FCNSkipHead(num_classes, skips=skips, upsample=upsample)
-    info = backbone.feature_info
-    indices = [info.index(module="fc7")]
-    if skips >= 1:
-        indices.insert(0, info.index(reduction=16))
-    if skips >= 2:
-        indices.insert(0, info.index(reduction=8))
-    final = Upsample(num_classes, stride, mode=upsample, learnable=learn_final_upsampling)  # type: ignore[arg-type]
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
-    return SegmentationModel(
-        backbone,
-        head,
-        classifier_indices=indices,
-        aux_classifier=aux_head,
-        aux_index=aux_index,
-        upsample=final,
-        fixed_output_stride="FCN's skip layers are tied to VGG-16's pool3 and pool4 at output stride 32",
-        logits_stride=stride,
-        config=config,
-    )
+
+    def head(backbone: nn.Module, *, num_classes: int, upsample: str, **_) -> Head:
+        info = backbone.feature_info
+        indices = [info.index(module="fc7")]
+        if skips >= 1:
+            indices.insert(0, info.index(reduction=16))
+        if skips >= 2:
+            indices.insert(0, info.index(reduction=8))
+        return Head(
+            FCNSkipHead(num_classes, skips=skips, upsample=upsample),
+            inputs=indices,
+            logits_stride=stride,
+            aligned_upsample=True,
+            learnable_upsample=learn_final_upsampling,
+            fixed_output_stride="FCN's skip layers are tied to VGG-16's pool3 and pool4 at output stride 32",
+        )
+
+    family = Family(head, output_stride=32, upsample="transposed", backbone_args={**CAFFE_POOLING, "fully_conv": True})
+    return build_segmentor("vgg16", family, **options)
 
 
 @register_model

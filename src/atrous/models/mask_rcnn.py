@@ -45,6 +45,7 @@ from torchvision.ops.poolers import _convert_to_roi_format, _filter_input, _setu
 
 from ..backbones import create_backbone
 from ._registry import register_model
+from .pretrained import PretrainedMixin, records_config
 
 ROI_OPS = ("align", "pool")
 # torchvision's MaskRCNN defaults, repeated so that a saved config rebuilds the same model.
@@ -109,34 +110,51 @@ def _roi_pooler(op: str, output_size: int) -> MultiScaleRoIAlign:
     return MultiScaleRoIPool(featmaps, output_size, sampling_ratio=0)
 
 
-class MaskRCNNModel(MaskRCNN):
+class MaskRCNNModel(PretrainedMixin, MaskRCNN):
     """torchvision's :class:`~torchvision.models.detection.MaskRCNN` plus what atrous keeps
-    with every model: the build ``config`` (for ``save_pretrained``/``load_model``),
-    ``metadata`` (class names), and ``task = "instance"`` (how train/eval/predict know
-    what to do with it)."""
+    with every model (:class:`~atrous.models.pretrained.PretrainedMixin`): the build
+    ``config`` (for ``save_pretrained``/``load_model``), ``metadata`` (class names), and
+    ``task`` (``"instance"``, registered with the model: how train/eval/predict know what
+    to do with it)."""
 
-    task = "instance"
-
-    def __init__(self, backbone: nn.Module, num_classes: int, *, config: dict[str, Any], **kwargs: Any) -> None:
+    def __init__(self, backbone: nn.Module, num_classes: int, **kwargs: Any) -> None:
         super().__init__(backbone, num_classes=num_classes, **kwargs)
-        self.config = config
+        self.config: dict[str, Any] = {"num_classes": num_classes}
         self.metadata: dict[str, Any] = {}
         self.num_classes = num_classes
-
-    def save_pretrained(self, directory, *, metadata: dict[str, Any] | None = None) -> None:
-        """Write ``model.safetensors`` and ``config.json`` to ``directory``."""
-        from .weights import save_pretrained
-
-        save_pretrained(self, directory, metadata=metadata)
 
 
 def _create_maskrcnn(
     backbone_name: str,
     *,
-    num_classes: int = 91,
     pretrained_backbone: str | None = None,
     trainable_backbone_layers: int | None = None,
     frozen_bn: bool | None = None,
+    **options: Any,
+) -> MaskRCNNModel:
+    """torchvision's rules, resolved before the options are recorded: frozen norms and 3
+    trainable stages when starting from pretrained weights, none frozen otherwise."""
+    pretrained = pretrained_backbone is not None
+    return _build_maskrcnn(
+        backbone_name,
+        pretrained_backbone,
+        trainable_backbone_layers=(3 if pretrained else 5)
+        if trainable_backbone_layers is None
+        else trainable_backbone_layers,
+        frozen_bn=pretrained if frozen_bn is None else frozen_bn,
+        **options,
+    )
+
+
+@records_config
+def _build_maskrcnn(
+    backbone_name: str,
+    pretrained_backbone: str | None,
+    /,
+    *,
+    num_classes: int = 91,
+    trainable_backbone_layers: int,
+    frozen_bn: bool,
     frozen_bn_eps: float = 1e-5,
     roi_op: str = "align",
     anchor_sizes: Sequence[int] = DEFAULT_ANCHOR_SIZES,
@@ -154,11 +172,6 @@ def _create_maskrcnn(
         raise ValueError(f"roi_op must be one of {', '.join(ROI_OPS)}, got {roi_op!r}")
     if len(anchor_sizes) != 5:
         raise ValueError(f"anchor_sizes needs one size per FPN level (5: P2–P6), got {tuple(anchor_sizes)}")
-    pretrained = pretrained_backbone is not None
-    # torchvision's rules: frozen norms and 3 trainable stages when starting from weights.
-    frozen_bn = pretrained if frozen_bn is None else frozen_bn
-    if trainable_backbone_layers is None:
-        trainable_backbone_layers = 3 if pretrained else 5
     if frozen_bn:
 
         def norm_layer(channels: int) -> nn.Module:
@@ -168,25 +181,9 @@ def _create_maskrcnn(
     body = create_backbone(backbone_name, output_stride=32, pretrained=pretrained_backbone, norm_layer=norm_layer)
     backbone = ResNetFPN(body, trainable_layers=trainable_backbone_layers)
     anchors = AnchorGenerator(tuple((int(s),) for s in anchor_sizes), ((0.5, 1.0, 2.0),) * len(anchor_sizes))
-    config = {
-        "num_classes": num_classes,
-        "trainable_backbone_layers": trainable_backbone_layers,
-        "frozen_bn": frozen_bn,
-        "frozen_bn_eps": frozen_bn_eps,
-        "roi_op": roi_op,
-        "anchor_sizes": [int(s) for s in anchor_sizes],
-        "min_size": min_size,
-        "max_size": max_size,
-        "box_detections_per_img": box_detections_per_img,
-        "box_score_thresh": box_score_thresh,
-        "rpn_batch_size_per_image": rpn_batch_size_per_image,
-        "box_batch_size_per_image": box_batch_size_per_image,
-        **kwargs,
-    }
     return MaskRCNNModel(
         backbone,
         num_classes,
-        config=config,
         rpn_anchor_generator=anchors,
         box_roi_pool=_roi_pooler(roi_op, 7),
         mask_roi_pool=_roi_pooler(roi_op, 14),

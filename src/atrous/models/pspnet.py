@@ -8,11 +8,7 @@ from torch import nn
 
 from ..layers import ConvNormAct, PyramidPooling
 from ._registry import register_model
-from .fcn import aux_fcn_head
-from .segmentor import SegmentationModel, build_backbone, final_upsample
-
-# §4.2: "we set the auxiliary loss weight α to 0.4"; Table 3 shows it best.
-PSP_AUX_WEIGHT = 0.4
+from .segmentor import Family, Head, SegmentationModel, build_segmentor
 
 
 class PSPHead(nn.Sequential):
@@ -34,43 +30,22 @@ class PSPHead(nn.Sequential):
         )
 
 
-def _create_pspnet(
-    backbone_name: str,
-    *,
-    num_classes: int = 21,
-    output_stride: int = 8,
-    aux: bool = True,
-    upsample: str = "bilinear",
-    **common,
-) -> SegmentationModel:
-    backbone, config = build_backbone(
-        backbone_name,
-        num_classes=num_classes,
-        output_stride=output_stride,
-        aux=aux,
-        upsample=upsample,
-        **common,
-    )
-    head = PSPHead(backbone.feature_info[-1].num_chs, num_classes)
-    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
-    return SegmentationModel(
-        backbone,
-        head,
-        aux_classifier=aux_head,
-        aux_index=aux_index,
-        aux_weight=PSP_AUX_WEIGHT,
-        upsample=final_upsample(upsample, num_classes, output_stride),
-        config=config,
-    )
+def _psp_head(backbone: nn.Module, *, num_classes: int, **_) -> Head:
+    return Head(PSPHead(backbone.feature_info[-1].num_chs, num_classes))
+
+
+# §4.2: output stride 8, and an auxiliary FCN head on stage 3 weighted α = 0.4
+# (SegmentationModel's AUX_WEIGHT).
+PSPNET = Family(_psp_head, output_stride=8, aux=True)
 
 
 @register_model
 def pspnet_resnet50(**kwargs) -> SegmentationModel:
     """PSPNet, dilated ResNet-50 at output stride 8, auxiliary head on stage 3 (§4.2)."""
-    return _create_pspnet("resnet50", **kwargs)
+    return build_segmentor("resnet50", PSPNET, **kwargs)
 
 
 @register_model
 def pspnet_resnet101(**kwargs) -> SegmentationModel:
     """PSPNet, dilated ResNet-101 at output stride 8, auxiliary head on stage 3 (§4.2)."""
-    return _create_pspnet("resnet101", **kwargs)
+    return build_segmentor("resnet101", PSPNET, **kwargs)

@@ -1,8 +1,11 @@
-"""The shared semantic-segmentation model: backbone → head → logits at input size."""
+"""The shared semantic-segmentation model: backbone → head → logits at input size, and
+:func:`build_segmentor`, which assembles every backbone-and-head family."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -10,8 +13,18 @@ from torch import nn
 
 from ..backbones import OUTPUT_STRIDES, create_backbone
 from ..layers.upsample import Upsample, resize
+from .heads import aux_fcn_head
+from .pretrained import PretrainedMixin, records_config
 
 UPSAMPLE_MODES = ("bilinear", "nearest", "transposed")
+
+# PSPNet §4.2: "we set the auxiliary loss weight α to 0.4" (Table 3 shows it best); every
+# family with an auxiliary head uses it.
+AUX_WEIGHT = 0.4
+
+# VGG-16 as the Caffe reference nets pool it (``ceil_mode``), so that a ×stride upsampling
+# of the logits lands on the input's pixels: a family's ``backbone_args``.
+CAFFE_POOLING = MappingProxyType({"ceil_mode": True})
 
 
 def check_num_classes(num_classes: int) -> None:
@@ -34,45 +47,7 @@ def final_upsample(upsample: str, num_classes: int, output_stride: int) -> Upsam
     return Upsample(num_classes, output_stride, mode=upsample)  # type: ignore[arg-type]
 
 
-def build_backbone(
-    backbone_name: str,
-    *,
-    num_classes: int,
-    output_stride: int,
-    aux: bool,
-    multi_grid: Sequence[int] | None = None,
-    in_chans: int = 3,
-    pretrained_backbone: str | None = None,
-    upsample: str = "bilinear",
-    **backbone_kwargs: Any,
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Validate the arguments every family shares, build the backbone, and record them.
-
-    The returned config is what ``save_pretrained`` writes and ``load_model`` rebuilds
-    from (the pretrained-backbone source is not part of it: saved weights replace it).
-    """
-    check_num_classes(num_classes)
-    check_upsample_mode(upsample)
-    backbone = create_backbone(
-        backbone_name,
-        output_stride=output_stride,
-        multi_grid=multi_grid,
-        in_chans=in_chans,
-        pretrained=pretrained_backbone,
-        **backbone_kwargs,
-    )
-    config = dict(
-        num_classes=num_classes,
-        output_stride=output_stride,
-        multi_grid=list(multi_grid) if multi_grid is not None else None,
-        aux=bool(aux),
-        in_chans=in_chans,
-        upsample=upsample,
-    )
-    return backbone, config
-
-
-class SegmentationModel(nn.Module):
+class SegmentationModel(PretrainedMixin, nn.Module):
     """Backbone, classifier and optional auxiliary classifier.
 
     ``forward(x)`` takes a float (B, C, H, W) batch and returns logits (B, classes, H, W)
@@ -90,7 +65,7 @@ class SegmentationModel(nn.Module):
         classifier: the head. It is called with the features at
             ``classifier_indices`` (positions in the backbone's list), in that order.
         aux_classifier: an optional training-time head on ``features[aux_index]``.
-        config: the arguments the model was built with; saved by ``save_pretrained``.
+        num_classes: the classes the heads predict.
         aux_weight: the auxiliary loss weight (PSPNet §4.2 uses 0.4).
         upsample: the logits' final upsampling (an :class:`~atrous.layers.Upsample`
             called with the input size); ``None`` resizes bilinearly to the input size.
@@ -106,13 +81,13 @@ class SegmentationModel(nn.Module):
         classifier: nn.Module,
         *,
         classifier_indices: Sequence[int] = (-1,),
+        num_classes: int,
         aux_classifier: nn.Module | None = None,
         aux_index: int = -2,
-        aux_weight: float = 0.4,
+        aux_weight: float = AUX_WEIGHT,
         upsample: Upsample | None = None,
         fixed_output_stride: str | None = None,
         logits_stride: int | None = None,
-        config: dict[str, Any],
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -124,8 +99,10 @@ class SegmentationModel(nn.Module):
         self.aux_weight = aux_weight
         self.fixed_output_stride = fixed_output_stride
         self.logits_stride = logits_stride
-        self.config = dict(config)
-        self.metadata: dict[str, Any] = {}  # class names, palette …: saved, never used to build
+        # The build arguments (recorded by the builder, see ``records_config``) and the
+        # class names, palette … (saved, never used to build): ``PretrainedMixin``.
+        self.config: dict[str, Any] = {"num_classes": num_classes}
+        self.metadata: dict[str, Any] = {}
         # Heads are initialised here, once, for every family (a head with its own
         # ``init_weights``, such as FCN's zero-initialised score layers, uses that); the
         # backbone keeps its own (torchvision's) initialisation or its pretrained weights.
@@ -135,7 +112,7 @@ class SegmentationModel(nn.Module):
             if hasattr(head, "init_weights"):
                 head.init_weights()
             else:
-                init_head_weights(head, int(config["num_classes"]))
+                init_head_weights(head, num_classes)
 
     @property
     def num_classes(self) -> int:
@@ -183,11 +160,123 @@ class SegmentationModel(nn.Module):
             return {"out": out, "aux": aux}
         return out
 
-    def save_pretrained(self, directory, *, metadata: dict[str, Any] | None = None) -> None:
-        """Write ``model.safetensors`` and ``config.json`` to ``directory``."""
-        from .weights import save_pretrained
 
-        save_pretrained(self, directory, metadata=metadata)
+@dataclass(frozen=True)
+class Head:
+    """A family's head on a built backbone, and what the model must know about it.
+
+    Args:
+        module: the head; called with the backbone's features at ``inputs``, in order.
+        inputs: positions in the backbone's feature list (default: the last).
+        logits_stride: the stride of the head's logits when the head fixes it (4 for
+            DeepLab v3+'s decoder, 8 for FCN-8s); ``None`` when it is the output stride.
+        aligned_upsample: reach the input with an :class:`~atrous.layers.Upsample` of
+            exactly ×stride, cropped (the geometry of VGG's ceil-mode pooling), whatever
+            ``upsample`` is; otherwise bilinear resizes to the input size as torchvision
+            does (kept for checkpoint equivalence).
+        learnable_upsample: with ``aligned_upsample`` and ``upsample="transposed"``,
+            whether that final upsampling trains.
+        fixed_output_stride: why the architecture cannot switch output stride, or ``None``.
+    """
+
+    module: nn.Module
+    inputs: Sequence[int] = (-1,)
+    logits_stride: int | None = None
+    aligned_upsample: bool = False
+    learnable_upsample: bool = True
+    fixed_output_stride: str | None = None
+
+
+@dataclass(frozen=True)
+class Family:
+    """A backbone-and-head family, as :func:`build_segmentor` assembles it.
+
+    Args:
+        head: ``head(backbone, *, num_classes, output_stride, upsample) -> Head``: the
+            family's head on the built backbone.
+        output_stride, aux, upsample: the family's defaults for these options.
+        backbone_args: backbone arguments the architecture fixes (VGG's ceil-mode
+            pooling); not options, so not recorded.
+    """
+
+    head: Callable[..., Head]
+    output_stride: int = 16
+    aux: bool = False
+    upsample: str = "bilinear"
+    backbone_args: Mapping[str, Any] = field(default_factory=dict)
+
+
+def build_segmentor(
+    backbone_name: str,
+    family: Family,
+    /,
+    *,
+    output_stride: int | None = None,
+    aux: bool | None = None,
+    upsample: str | None = None,
+    **options: Any,
+) -> SegmentationModel:
+    """Backbone → head → auxiliary FCN head → :class:`SegmentationModel`: every
+    backbone-and-head family is assembled here, its options recorded in ``model.config``.
+
+    ``output_stride``, ``aux`` and ``upsample`` default to the family's; the other
+    options (``num_classes``, ``multi_grid``, ``in_chans``, ``pretrained_backbone`` and
+    the backbone's own, such as Xception's ``act_after_depthwise``) are every family's.
+    """
+    return _assemble(
+        backbone_name,
+        family,
+        output_stride=family.output_stride if output_stride is None else output_stride,
+        aux=family.aux if aux is None else aux,
+        upsample=family.upsample if upsample is None else upsample,
+        **options,
+    )
+
+
+@records_config
+def _assemble(
+    backbone_name: str,
+    family: Family,
+    /,
+    *,
+    num_classes: int = 21,
+    output_stride: int,
+    aux: bool,
+    upsample: str,
+    multi_grid: Sequence[int] | None = None,
+    in_chans: int = 3,
+    pretrained_backbone: str | None = None,
+    **backbone_options: Any,
+) -> SegmentationModel:
+    check_num_classes(num_classes)
+    check_upsample_mode(upsample)
+    backbone = create_backbone(
+        backbone_name,
+        output_stride=output_stride,
+        multi_grid=multi_grid,
+        in_chans=in_chans,
+        pretrained=pretrained_backbone,
+        **family.backbone_args,
+        **backbone_options,
+    )
+    head = family.head(backbone, num_classes=num_classes, output_stride=output_stride, upsample=upsample)
+    aux_head, aux_index = aux_fcn_head(backbone, num_classes, aux)
+    factor = head.logits_stride or output_stride
+    if head.aligned_upsample:
+        final = Upsample(num_classes, factor, mode=upsample, learnable=head.learnable_upsample)  # type: ignore[arg-type]
+    else:
+        final = final_upsample(upsample, num_classes, factor)
+    return SegmentationModel(
+        backbone,
+        head.module,
+        num_classes=num_classes,
+        classifier_indices=head.inputs,
+        aux_classifier=aux_head,
+        aux_index=aux_index,
+        upsample=final,
+        fixed_output_stride=head.fixed_output_stride,
+        logits_stride=head.logits_stride,
+    )
 
 
 def check_input(x: torch.Tensor, in_chans: int) -> None:

@@ -39,6 +39,7 @@ from torch import nn
 from ..backbones.features import FeatureInfo, FeatureSpec
 from ..layers import Upsample, crop, mirror_pad
 from ._registry import register_model
+from .pretrained import records_config
 from .segmentor import SegmentationModel, check_input, check_num_classes, check_upsample_mode
 
 UNET_DEPTH = 4  # downsamplings in Fig. 1
@@ -226,14 +227,14 @@ class UNet(SegmentationModel):
     network; ``output_size`` / ``input_size_for`` give its size arithmetic.
     """
 
-    def __init__(self, encoder: UNetEncoder, decoder: UNetDecoder, *, padding: bool, config: dict) -> None:
+    def __init__(self, encoder: UNetEncoder, decoder: UNetDecoder, *, padding: bool) -> None:
         super().__init__(
             encoder,
             decoder,
+            num_classes=decoder.classify.out_channels,
             classifier_indices=range(len(encoder.feature_info)),
             fixed_output_stride="U-Net's resolution is set by its depth; it has no atrous mode",
             logits_stride=1,
-            config=config,
         )
         self.padding = padding
         self.depth = len(encoder.feature_info) - 1
@@ -277,14 +278,16 @@ class UNet(SegmentationModel):
         return crop(self.forward_valid(x), h, w)
 
 
+@records_config
 def _create_unet(
-    *,
     padding: bool,
+    /,
+    *,
     num_classes: int = 2,
     in_chans: int = 3,
     base_chs: int = 64,
     depth: int = UNET_DEPTH,
-    batch_norm: bool | None = None,
+    batch_norm: bool,
     upsample: str = "transposed",
     output_stride: int | None = None,
     multi_grid: Sequence[int] | None = None,
@@ -306,32 +309,22 @@ def _create_unet(
         raise ValueError(
             "pretrained_backbone: U-Net's encoder has no pretrained weights (the paper trains from scratch)"
         )
-    if batch_norm is None:
-        batch_norm = padding  # the paper's network has none; the padded variant uses it
     encoder = UNetEncoder(in_chans, base_chs, depth, padding=padding, batch_norm=batch_norm)
     init_unet_weights(encoder)
     decoder = UNetDecoder(base_chs, depth, num_classes, padding=padding, batch_norm=batch_norm, upsample=upsample)
-    config = dict(
-        num_classes=num_classes,
-        in_chans=in_chans,
-        base_chs=base_chs,
-        depth=depth,
-        batch_norm=batch_norm,
-        upsample=upsample,
-        output_stride=2**depth,
-        aux=False,
-    )
-    return UNet(encoder, decoder, padding=padding, config=config)
+    return UNet(encoder, decoder, padding=padding)
 
 
 @register_model
 def unet(**kwargs) -> UNet:
     """U-Net as in the paper (§2, Fig. 1): unpadded convolutions, 2×2 up-convolutions,
     crop-and-concatenate, 572 → 388; ``model(x)`` mirror-pads (overlap-tile) to the input size."""
-    return _create_unet(padding=False, **kwargs)
+    kwargs.setdefault("batch_norm", False)  # the paper's network has none
+    return _create_unet(False, **kwargs)  # False: unpadded
 
 
 @register_model
 def unet_padded(**kwargs) -> UNet:
     """U-Net with 'same' convolutions and batch norm: output the input's size."""
-    return _create_unet(padding=True, **kwargs)
+    kwargs.setdefault("batch_norm", True)
+    return _create_unet(True, **kwargs)  # True: 'same' padding
