@@ -8,6 +8,7 @@ the save/load mixin can import it. Models are built through
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -74,14 +75,18 @@ def task_of(model: Any) -> str:
     """``"semantic"`` or ``"instance"``: what ``model`` predicts, for any model.
 
     An atrous model (or anything carrying an atrous ``config``, such as the int8 runner)
-    answers with its registered model's task; torchvision's Mask R-CNN is ``"instance"``;
-    every other module (a torchvision segmentation model, say) is ``"semantic"``: one
-    tensor in, per-pixel logits out.
+    answers with its registered model's task; another model that declares a ``task``
+    attribute (``"semantic"`` or ``"instance"``) with that; torchvision's Mask R-CNN is
+    ``"instance"``; every other module (a torchvision segmentation model, say) is
+    ``"semantic"``: one tensor in, per-pixel logits out.
     """
     config = getattr(model, "config", None)
     name = config.get("name") if isinstance(config, dict) else None
     if isinstance(name, str) and name in _MODELS:
         return model_task(name)
+    declared = inspect.getattr_static(model, "task", None)  # a plain attribute, not a property asking back
+    if isinstance(declared, str) and declared in TASKS:
+        return declared
     from torchvision.models.detection import MaskRCNN
 
     return "instance" if isinstance(model, MaskRCNN) else "semantic"
