@@ -25,11 +25,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from ...config import Config
-from ...runtime import PrecisionChoice
+from ...runtime import PrecisionChoice, seed_worker
 from ..distributed import DistInfo
+from ..sampling import ResumableBatchSampler
 
 
 class Task(ABC):
@@ -76,6 +77,29 @@ class Task(ABC):
     @abstractmethod
     def train_loader(self, start_batch: int) -> DataLoader:
         """The training batches of this rank, resuming after ``start_batch`` batches."""
+
+    def resumable_loader(self, dataset: Dataset, start_batch: int, **loader_kwargs: Any) -> DataLoader:
+        """Training batches of ``dataset`` for this rank in the run's seeded order, starting
+        after ``start_batch`` batches (:class:`~atrous.engine.sampling.ResumableBatchSampler`):
+        a resumed run sees the batches a run that never stopped would have seen."""
+        d, t = self.config.data, self.config.train
+        sampler = ResumableBatchSampler(
+            len(dataset),
+            d.batch_size,
+            seed=t.seed,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            start_batch=start_batch,
+        )
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            num_workers=d.workers,
+            worker_init_fn=seed_worker,
+            generator=torch.Generator().manual_seed(t.seed),
+            persistent_workers=d.workers > 0,
+            **loader_kwargs,
+        )
 
     @abstractmethod
     def val_loader(self) -> DataLoader:

@@ -29,10 +29,10 @@ from ...data.instances import InstanceTrainTransforms, build_instance_dataset, c
 from ...data.root import resolve_root
 from ...metrics.instance import InstanceEvaluator
 from ...models import create_model, task_of
-from ...runtime import PrecisionChoice, seed_worker
+from ...runtime import PrecisionChoice
 from .. import distributed as dist_utils
 from ..amp import choose_training_precision, instance_probe, probe_shape
-from ..sampling import KeyedAugmentation, ResumableBatchSampler
+from ..sampling import KeyedAugmentation
 from .base import Task
 
 
@@ -129,27 +129,11 @@ class InstanceTask(Task):
         return choose_training_precision(t.amp, self.device, model, instance_probe(shape, self.device), shape)
 
     def train_loader(self, start_batch: int) -> DataLoader:
-        d, t = self.config.data, self.config.train
+        d = self.config.data
         scale_range = tuple(d.scale_range) if tuple(d.scale_range) != (1.0, 1.0) else None
         transforms = InstanceTrainTransforms(hflip=d.hflip, vflip=d.vflip, scale_range=scale_range)
-        keyed = KeyedAugmentation(self.train_set, transforms, seed=t.seed)
-        sampler = ResumableBatchSampler(
-            len(keyed),
-            d.batch_size,
-            seed=t.seed,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            start_batch=start_batch,
-        )
-        return DataLoader(
-            keyed,
-            batch_sampler=sampler,
-            num_workers=d.workers,
-            collate_fn=collate_instances,
-            worker_init_fn=seed_worker,
-            generator=torch.Generator().manual_seed(t.seed),
-            persistent_workers=d.workers > 0,
-        )
+        keyed = KeyedAugmentation(self.train_set, transforms, seed=self.config.train.seed)
+        return self.resumable_loader(keyed, start_batch, collate_fn=collate_instances)
 
     def val_loader(self) -> DataLoader:
         return instance_val_loader(self.val_set, self.config)

@@ -23,11 +23,11 @@ from ...losses import SegmentationLoss, WeightedCrossEntropy, build_loss
 from ...metrics import ConfusionMatrix
 from ...models import SegmentationModel, create_model
 from ...models.unet import center_crop
-from ...runtime import PrecisionChoice, seed_worker
+from ...runtime import PrecisionChoice
 from ...utils.atomic import atomic_write
 from ..amp import choose_training_precision, probe_shape, semantic_probe
 from ..evaluator import evaluate
-from ..sampling import KeyedAugmentation, ResumableBatchSampler, ShardSampler
+from ..sampling import KeyedAugmentation, ShardSampler
 from .base import Task
 
 
@@ -158,23 +158,7 @@ class SemanticTask(Task):
         if t.weight_map is not None:
             # After augmentation, so the border weights follow the deformed, cropped mask.
             keyed = WeightMapDataset(keyed, ignore_index=IGNORE_INDEX, **t.weight_map)
-        sampler = ResumableBatchSampler(
-            len(keyed),
-            d.batch_size,
-            seed=t.seed,
-            rank=self.dist.rank,
-            world_size=self.dist.world_size,
-            start_batch=start_batch,
-        )
-        return DataLoader(
-            keyed,
-            batch_sampler=sampler,
-            num_workers=d.workers,
-            pin_memory=self.device.type == "cuda",
-            worker_init_fn=seed_worker,
-            generator=torch.Generator().manual_seed(t.seed),
-            persistent_workers=d.workers > 0,
-        )
+        return self.resumable_loader(keyed, start_batch, pin_memory=self.device.type == "cuda")
 
     def val_loader(self) -> DataLoader:
         if self._val_loader is not None:
