@@ -1,7 +1,7 @@
 """Which keyword options a builder accepts, found before it is called.
 
 Models and datasets are built through chains of ``**kwargs``: ``create_model("deeplabv3_resnet18",
-**options)`` reaches ``_create_deeplabv3`` → ``build_backbone`` → ``create_backbone`` → the
+**options)`` reaches ``build_segmentor`` → ``_assemble`` → ``create_backbone`` → the
 backbone's builder. A typo in ``model.options`` then surfaces deep down as ``create_resnet()
 got an unexpected keyword argument``, naming neither the option's place nor the valid
 ones, and only after half the model was built. :func:`check_options` finds the keywords
