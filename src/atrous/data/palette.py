@@ -27,6 +27,11 @@ def voc_palette(num_colors: int = 256) -> list[Color]:
     return colors
 
 
+def default_palette(num_classes: int) -> list[Color]:
+    """Colours for a label map whose dataset or model names none: :func:`voc_palette`'s first ``num_classes``."""
+    return voc_palette(num_classes)
+
+
 def palette_from_color_map(color_map: Mapping[Color, int], num_classes: int) -> list[Color]:
     """One colour per class from a ``{colour: class}`` map (the first colour wins); gaps from :func:`voc_palette`."""
     palette = voc_palette(num_classes)

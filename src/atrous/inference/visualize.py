@@ -10,22 +10,10 @@ import numpy as np
 from PIL import Image
 
 from ..data.constants import IGNORE_INDEX
+from ..data.palette import default_palette
 from ..utils.atomic import atomic_write
 
-
-def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
-    """PASCAL VOC's bit-interleaved colour map: distinct colours for any number of classes."""
-    palette = []
-    for i in range(num_classes):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        palette.append((r, g, b))
-    return palette
+__all__ = ["colorize", "default_palette", "overlay", "save_label_png", "save_mask_png", "save_rgb_png"]
 
 
 def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
