@@ -56,18 +56,10 @@ def _as_tuple(obj: Any) -> Any:
 
 
 def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    from ..utils.state_dict import read_torch_file
+    """:func:`atrous.utils.checkpoint_file.load_training_checkpoint` (read and check the file)."""
+    from ..utils.checkpoint_file import load_training_checkpoint as read_and_check
 
-    checkpoint = read_torch_file(path, "training checkpoint")
-    if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path} is not an atrous training checkpoint (it holds a {type(checkpoint).__name__})")
-    missing = [k for k in ("model", "optimizer", "scheduler", "step") if k not in checkpoint]
-    if missing:
-        raise ValueError(f"{path} is not an atrous training checkpoint (missing {', '.join(missing)})")
-    return checkpoint
+    return read_and_check(path)
 
 
 # -- one run per folder: starting, resuming, cleaning up -------------------------------------

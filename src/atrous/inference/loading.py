@@ -29,7 +29,7 @@ def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
             return load_model(path / "best")
         raise FileNotFoundError(f"{path} holds neither a saved model (config.json) nor a run's best/ model")
     if path.is_file():
-        from ..engine.checkpoint import load_training_checkpoint
+        from ..utils.checkpoint_file import load_training_checkpoint
 
         checkpoint = load_training_checkpoint(path)
         return rebuild_model(
