@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 import atrous
-from atrous.engine.evaluator import predict_probabilities
 from atrous.inference.tiling import predict_tiled
+from atrous.inference.tta import predict_probabilities
 
 
 @pytest.fixture(scope="module")

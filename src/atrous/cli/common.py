@@ -53,7 +53,7 @@ def add_tta_options(parser: argparse.ArgumentParser) -> None:
 
 
 def resolve_scales(args: argparse.Namespace, default: list[float]) -> list[float]:
-    from ..engine.evaluator import DEEPLAB_SCALES
+    from ..inference.tta import DEEPLAB_SCALES
 
     if args.ms and args.scales:
         raise ValueError("give --ms or --scales, not both")

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..config import load_config
     from ..engine.evaluator import evaluate
-    from ..engine.trainer import build_eval_dataset
+    from ..engine.tasks.semantic import build_eval_dataset
     from ..inference import inference_path, load_inference_model
     from ..metrics import format_table
     from ..models import task_of
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     loader = DataLoader(dataset, batch_size=data.val_batch_size, num_workers=data.workers)
     with torch.inference_mode():
         matrix = evaluate(
-            path.model,
+            path,  # the inference path `atrous predict` builds for this --precision
             loader,
             model.num_classes,
             device=device,
@@ -73,7 +73,6 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
             tile=tile,
             tile_overlap=config.eval.tile_overlap,
-            autocast_dtype=path.dtype,
         )
     metrics = matrix.compute()
     names = list(getattr(dataset, "class_names", [str(i) for i in range(model.num_classes)]))
@@ -121,7 +120,7 @@ def _write_json(path: Path, record: dict) -> None:
 
 def _run_instance(args: argparse.Namespace, config, model, device) -> int:
     """Box and mask AP (COCO definitions, pycocotools) of an instance model."""
-    from ..engine.instance_trainer import build_instance_datasets, evaluate_instances, instance_val_loader
+    from ..engine.tasks.instance import build_instance_datasets, evaluate_instances, instance_val_loader
     from ..metrics.instance import summarize
 
     if args.precision not in ("auto", "fp32"):

@@ -34,7 +34,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from ..layers.tap_conv import use_tap_convs
-from ..runtime import PrecisionChoice, choose_precision, model_signature, precision_dtype
+from ..runtime import DTYPES, PrecisionChoice, choose_precision, model_signature, precision_dtype
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 #: The side of the square probe on which ``auto`` times the candidate paths.
@@ -135,6 +135,13 @@ class InferencePath:
     dtype: torch.dtype | None
     channels_last: bool
     choice: PrecisionChoice
+
+    @classmethod
+    def as_given(cls, model: nn.Module, dtype: torch.dtype | None = None) -> InferencePath:
+        """``model`` run as it is (NCHW), under ``dtype`` autocast when one is given: a
+        training model evaluated mid-run."""
+        precision = next(name for name, d in DTYPES.items() if d == dtype)
+        return cls(model, dtype, False, PrecisionChoice(precision, "as given"))
 
     @property
     def precision(self) -> str:

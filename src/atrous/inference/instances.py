@@ -17,6 +17,7 @@ import torch
 from pycocotools import mask as mask_utils
 from torch import nn
 
+from ..models import task_of
 from .predictor import ImageLike, as_rgb_uint8
 
 
@@ -98,7 +99,7 @@ class InstancePredictor:
         score_threshold: float = 0.5,
         mask_threshold: float = 0.5,
     ) -> None:
-        if getattr(model, "task", None) != "instance":
+        if task_of(model) != "instance":
             raise ValueError("InstancePredictor needs an instance-segmentation model (e.g. maskrcnn_resnet50_fpn)")
         for name, value in (("score_threshold", score_threshold), ("mask_threshold", mask_threshold)):
             if not 0.0 <= value <= 1.0:

@@ -32,6 +32,7 @@ the rest. :func:`portrait` does the same in four steps:
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 from collections.abc import Sequence
@@ -67,13 +68,7 @@ def portrait(
     feather: float | None = None,
     kernel: str = "disc",
     device: str | torch.device = "cpu",
-    inference_size: int | None = DEFAULT_INFERENCE_SIZE,
-    scales: Sequence[float] = (1.0,),
-    flip: bool = False,
-    tile: int | None = None,
-    mean: Sequence[float] | None = None,
-    std: Sequence[float] | None = None,
-    precision: str = "auto",
+    **model_options: Any,
 ) -> np.ndarray:
     """Blur an image's background, keep its subject sharp (see the module docstring).
 
@@ -92,15 +87,10 @@ def portrait(
             ``max(1, min(H, W) / 400)``; 0 for none.
         kernel: ``"disc"`` (lens bokeh) or ``"gaussian"`` (σ = ``blur`` / 2).
         device: where the model and the blur run.
-        inference_size: with ``model``, the shorter side (px) the model sees; larger
-            images are scaled down for it and the probabilities scaled back. ``None``:
-            full resolution.
-        scales, flip, tile: test-time options passed to
-            :func:`atrous.engine.evaluator.predict_probabilities`.
-        mean, std: the model's input normalisation; default ``model.metadata``'s, else
-            ImageNet's.
-        precision: how the model runs, as for :class:`atrous.inference.Predictor`
-            (``auto``: the fast path in the precision measured fastest here).
+        model_options: with ``model``, how it runs, as :func:`subject_probability` takes
+            them: ``inference_size`` (the shorter side it sees, default 520; ``None``: full
+            resolution), ``scales``, ``flip``, ``tile`` (test-time options), ``mean``,
+            ``std`` (its input normalisation) and ``precision`` (default ``auto``).
 
     Returns:
         The result as a uint8 (H, W, 3) array.
@@ -110,6 +100,9 @@ def portrait(
             mask; a mask of another aspect ratio; an unknown subject class; bad ``blur``,
             ``feather`` or ``kernel``.
     """
+    unknown = sorted(set(model_options) - set(_MODEL_OPTIONS))
+    if unknown:
+        raise TypeError(f"portrait() got unexpected keyword arguments: {', '.join(unknown)}")
     if (model is None) == (mask is None):
         raise ValueError("give exactly one of model= and mask=")
     _check_options(blur, feather, kernel)
@@ -117,19 +110,7 @@ def portrait(
     height, width = rgb.shape[:2]
     dev = torch.device(device)
     if model is not None:
-        probability = subject_probability(
-            rgb,
-            model,
-            subject_class,
-            device=dev,
-            inference_size=inference_size,
-            scales=scales,
-            flip=flip,
-            tile=tile,
-            mean=mean,
-            std=std,
-            precision=precision,
-        )
+        probability = subject_probability(rgb, model, subject_class, device=dev, **model_options)
     else:
         probability = torch.from_numpy(load_mask(mask, (height, width)))  # type: ignore[arg-type]
     feather = default_feather(height, width) if feather is None else feather
@@ -261,9 +242,20 @@ def subject_probability(
     std: Sequence[float] | None = None,
     precision: str = "auto",
 ) -> torch.Tensor:
-    """The model's softmax probability of the subject class, float32 (H, W) at the image's size (on CPU)."""
-    from ..engine.evaluator import predict_probabilities, returns_probabilities
+    """The model's softmax probability of the subject class, float32 (H, W) at the image's size (on CPU).
+
+    Args:
+        inference_size: the shorter side (px) the model sees; larger images are scaled down
+            for it and the probabilities scaled back. ``None``: full resolution.
+        scales, flip, tile: test-time options of
+            :func:`atrous.inference.tta.predict_probabilities`.
+        mean, std: the model's input normalisation; default ``model.metadata``'s, else
+            ImageNet's.
+        precision: how the model runs, as for :class:`atrous.inference.Predictor`
+            (``auto``: the fast path in the precision measured fastest here).
+    """
     from .fast import inference_path
+    from .tta import predict_probabilities, returns_probabilities
 
     index = resolve_subject_class(model, subject_class)
     rgb = load_rgb(image)
@@ -297,6 +289,14 @@ def subject_probability(
         if subject.shape[-2:] != (height, width):
             subject = F.interpolate(subject, size=(height, width), mode="bilinear", align_corners=False)
         return subject[0, 0].clamp(0, 1).cpu()
+
+
+#: What :func:`portrait` passes on to :func:`subject_probability` (its keyword-only options).
+_MODEL_OPTIONS = tuple(
+    name
+    for name, p in inspect.signature(subject_probability).parameters.items()
+    if p.kind is p.KEYWORD_ONLY and name != "device"
+)
 
 
 # --- alpha, blur, composite -----------------------------------------------------------

@@ -26,7 +26,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,12 +36,13 @@ from torch import nn
 
 from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..data.io import pil_to_rgb_array, read_image
-from ..engine.evaluator import predict_probabilities, returns_probabilities
-from ..layers.padding import mirror_pad
+from ..data.palette import default_palette
+from ..models import task_of
 from .fast import inference_path
 from .memory import MemoryModel, format_bytes, measure_memory, parse_bytes, plan_tiles
 from .tiling import tiled_predict
-from .visualize import default_palette, overlay
+from .tta import predict_batch, returns_probabilities
+from .visualize import overlay
 
 MODES = ("auto", "whole", "tiled")
 ImageLike = str | os.PathLike | Image.Image | np.ndarray | torch.Tensor
@@ -145,7 +145,7 @@ class Predictor:
             raise ValueError(f"tile must be a positive integer, got {tile!r}")
         if not scales or any(s <= 0 for s in scales):
             raise ValueError(f"scales must be positive, got {list(scales)}")
-        if getattr(model, "task", "semantic") == "instance":
+        if task_of(model) == "instance":
             raise ValueError("Predictor is for semantic models; use atrous.inference.InstancePredictor for Mask R-CNN")
         self.device = torch.device(device)
         meta = getattr(model, "metadata", None) or {}
@@ -157,8 +157,8 @@ class Predictor:
         self.channels_last = self.path.channels_last
         self.num_classes = int(getattr(model, "num_classes", 0)) or None
         self.output_stride = int(getattr(model, "output_stride", 1))
-        self.mean = torch.tensor(mean or meta.get("mean", IMAGENET_MEAN), device=self.device).view(1, 3, 1, 1)
-        self.std = torch.tensor(std or meta.get("std", IMAGENET_STD), device=self.device).view(1, 3, 1, 1)
+        self.mean = tuple(float(v) for v in (mean or meta.get("mean", IMAGENET_MEAN)))
+        self.std = tuple(float(v) for v in (std or meta.get("std", IMAGENET_STD)))
         self.mode = mode
         self.tile = tile
         self.tile_batch = tile_batch
@@ -172,12 +172,10 @@ class Predictor:
 
     # -- the forward pass on a batch of normalised windows -------------------------------
 
-    def _scores(self, x: torch.Tensor) -> torch.Tensor:
-        amp = torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype else nullcontext()
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with amp:
-            return predict_probabilities(self.model, x, scales=self.scales, flip=self.flip)
+    def _scores(self, x: torch.Tensor, output_stride: int = 1) -> torch.Tensor:
+        """Float32 scores for normalised images: padded to ``output_stride`` and cropped back
+        (:func:`atrous.inference.tta.predict_batch`, what ``atrous eval`` scores too)."""
+        return predict_batch(self.path, x, output_stride=output_stride, scales=self.scales, flip=self.flip)
 
     def working_memory(self) -> MemoryModel:
         """The forward pass's measured working memory (bytes = fixed + per_pixel · pixels)."""
@@ -219,10 +217,9 @@ class Predictor:
         rgb = as_rgb_uint8(image)
         h, w = rgb.shape[-2:]
         mode, tile, batch = self.plan(h, w, probabilities=probabilities)
-        x = rgb.to(self.device).unsqueeze(0).float().div_(255).sub_(self.mean).div_(self.std)
+        x = normalize(rgb.to(self.device).unsqueeze(0), self.mean, self.std)
         if mode == "whole":
-            pad_h, pad_w = _ceil_to(h, self.output_stride) - h, _ceil_to(w, self.output_stride) - w
-            scores = self._scores(mirror_pad(x, 0, pad_h, 0, pad_w))[..., :h, :w].float()
+            scores = self._scores(x, self.output_stride)
             labels = scores.argmax(1)
             probs = scores if probabilities else None
         else:
@@ -257,6 +254,15 @@ class Predictor:
         return (
             not self._returns_probabilities() and self.autocast_dtype is None and getattr(self.model, "context", 0) > 0
         )
+
+
+def normalize(rgb: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """uint8 (…, 3, H, W) → float32 ``(x / 255 − mean) / std`` computed as the datasets' eval
+    transform computes it (torchvision's ``ToDtype(scale=True)`` then ``Normalize``), so that
+    a picture predicted here and the same picture evaluated from a dataset are the same numbers."""
+    from torchvision.transforms.v2 import functional as TF
+
+    return TF.normalize(TF.to_dtype(rgb, torch.float32, scale=True), mean=list(mean), std=list(std))
 
 
 def _ceil_to(value: int, multiple: int) -> int:

@@ -1,0 +1,106 @@
+"""Test-time augmentation (DeepLab v3 §4.3) and the one forward pass that ``atrous predict``
+writes and ``atrous eval`` scores.
+
+:func:`predict_batch` is how a batch of normalised images becomes class scores: mirror-padded
+to a multiple of the model's output stride, run (channels_last and under autocast, as the
+inference path says) over every test scale and flip, and cropped back. The
+:class:`~atrous.inference.Predictor` runs whole images through it and the
+evaluator of ``atrous eval`` (and of training) runs every evaluation batch through it, so the
+labels evaluation scores are the labels prediction writes.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..layers.padding import mirror_pad
+from ..layers.upsample import resize
+from .fast import InferencePath
+
+# DeepLab v3 §4.3: "we apply multi-scale inputs during test ... scales = {0.5, 0.75, 1.0,
+# 1.25, 1.5, 1.75}" and "include left-right flipped inputs".
+DEEPLAB_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+def returns_probabilities(scales: Sequence[float], flip: bool) -> bool:
+    """Whether :func:`predict_probabilities` returns softmax probabilities (several passes
+    averaged) rather than the model's logits (one scale, no flip)."""
+    return not (tuple(scales) == (1.0,) and not flip)
+
+
+@torch.no_grad()
+def predict_probabilities(
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    images: torch.Tensor,
+    *,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    tile: int | None = None,
+    tile_overlap: float = 0.25,
+) -> torch.Tensor:
+    """Class scores at the input size, averaged over scales and flips.
+
+    With one scale and no flip the model's logits are returned as they are (argmax is the
+    same). Otherwise each pass is resized back to the input size and the softmax
+    probabilities are averaged, as the DeepLab reference evaluation does. With ``tile``
+    every pass is predicted in tiles (:func:`atrous.inference.tiling.predict_tiled`).
+    """
+    if tile is not None:
+        from .tiling import predict_tiled
+
+        net = model
+        model = functools.partial(predict_tiled, net, tile=tile, overlap=tile_overlap)
+    if not returns_probabilities(scales, flip):
+        return model(images)
+    size = images.shape[-2:]
+    total = None
+    for scale in scales:
+        x = images if scale == 1.0 else resize(images, (max(1, round(size[0] * scale)), max(1, round(size[1] * scale))))
+        for flipped in (False, True) if flip else (False,):
+            logits = model(x.flip(-1) if flipped else x)
+            if flipped:
+                logits = logits.flip(-1)
+            probs = resize(logits.float(), size).softmax(dim=1)
+            total = probs if total is None else total + probs
+    return total / (len(scales) * (2 if flip else 1))  # type: ignore[operator]
+
+
+@torch.no_grad()
+def predict_batch(
+    run: InferencePath | nn.Module,
+    images: torch.Tensor,
+    *,
+    output_stride: int | None = None,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    tile: int | None = None,
+    tile_overlap: float = 0.25,
+) -> torch.Tensor:
+    """Float32 class scores (B, classes, H, W) for a batch of normalised images (B, 3, H, W).
+
+    ``run`` is how the model runs: an :class:`~atrous.inference.InferencePath` (its module,
+    autocast dtype and layout), or a module to run as it is. The images are mirror-padded
+    at the bottom and right to a multiple of ``output_stride`` (default: the module's own,
+    else 1), put in the path's layout, run under its autocast through
+    :func:`predict_probabilities` (every scale and flip) and cropped back: the scores
+    :class:`~atrous.inference.Predictor` takes a whole image's labels from. With ``tile``
+    every pass is predicted in tiles of the unpadded images instead (the tiling pads a
+    window that is larger than the image).
+    """
+    if not isinstance(run, InferencePath):
+        run = InferencePath.as_given(run)
+    height, width = images.shape[-2:]
+    if tile is None:
+        stride = int(output_stride or getattr(run.model, "output_stride", 1) or 1)
+        images = mirror_pad(images, 0, -height % stride, 0, -width % stride)
+    if run.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with run.autocast(images.device):
+        scores = predict_probabilities(
+            run.model, images, scales=scales, flip=flip, tile=tile, tile_overlap=tile_overlap
+        )
+    return scores[..., :height, :width].float()
