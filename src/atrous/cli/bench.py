@@ -37,6 +37,10 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="one JSON object per model instead of the table")
 
 
+#: The options passed to :func:`atrous.benchmark.bench_model` as they are (same names).
+_PASSED = ("mode", "precision", "batch", "size", "repeats", "warmup", "num_classes", "output_stride")
+
+
 def _mib(n: int) -> str:
     return f"{n / 2**20:,.0f}"
 
@@ -81,19 +85,7 @@ def run(args: argparse.Namespace) -> int:
         print("-" * len(header))
     decisions = []
     for name in args.models:
-        result = bench_model(
-            name,
-            mode=args.mode,
-            precision=args.precision,
-            device=device,
-            batch=args.batch,
-            size=args.size,
-            repeats=args.repeats,
-            warmup=args.warmup,
-            num_classes=args.num_classes,
-            output_stride=args.output_stride,
-            ceiling=ceiling_for,
-        )
+        result = bench_model(name, device=device, ceiling=ceiling_for, **{key: getattr(args, key) for key in _PASSED})
         if args.json:
             print(json.dumps(result.as_dict()), flush=True)
             continue
