@@ -127,7 +127,7 @@ def _check_output(args: argparse.Namespace, output: Path, config_path: Path) -> 
 def _evenly_spaced(config, split: str, count: int, num_classes: int) -> tuple[Any, list[int]]:
     """``split`` with the evaluation transforms (normalised (image, mask) pairs at full
     size), and ``count`` indices spread evenly over it (all of them when it is smaller)."""
-    from ..engine.trainer import build_eval_dataset
+    from ..engine.tasks.semantic import build_eval_dataset
 
     data = config.data
     dataset = build_eval_dataset(config, split)
