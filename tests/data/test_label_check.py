@@ -199,15 +199,6 @@ def test_validation_split_of_a_recipe_is_checked(tmp_path):
         check_training_labels(train, val_set=val)
 
 
-def _trainer_passes_val_set() -> bool:
-    import inspect
-
-    from atrous.engine.trainer import Trainer
-
-    return "val_set=" in inspect.getsource(Trainer.__init__)
-
-
-@pytest.mark.skipif(not _trainer_passes_val_set(), reason="Trainer does not pass val_set to check_training_labels yet")
 def test_the_trainer_checks_the_validation_split_before_building_the_model(tmp_path, monkeypatch):
     from atrous.engine import trainer as trainer_module
     from atrous.engine.tasks import semantic as semantic_task
