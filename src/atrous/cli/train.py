@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import textwrap
 import time
 from pathlib import Path
@@ -64,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
             run_dir = Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         # A run_dir holding a run is refused by the trainer, before it builds anything.
     result = Trainer(config, run_dir, resume=args.resume).run()
+    if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one summary: rank 0's
+        return 0
     if result.score_name == "miou":
         from ..metrics import best_miou_text
 
