@@ -62,7 +62,11 @@ def _matrix(pairs) -> ConfusionMatrix:
     return matrix
 
 
-@pytest.mark.parametrize("tta", [[], ["--scales", "0.75", "--flip"]], ids=["single-scale", "scale-flip"])
+@pytest.mark.parametrize(
+    "tta",
+    [[], ["--scales", "0.75", "--flip"], ["--tile", "32", "--scales", "0.75", "--flip"]],
+    ids=["single-scale", "scale-flip", "tiles-scale-flip"],
+)
 def test_eval_scores_the_labels_predict_writes(case, tmp_path, monkeypatch, tta):
     root, masks = case
     out = tmp_path / "pred"

@@ -1,8 +1,8 @@
 """Evaluation: single scale, or multi-scale + flip as DeepLab v3 evaluates (§4.3).
 
-Every batch goes through :func:`atrous.inference.tta.predict_batch`, the forward pass
-``atrous predict`` takes a whole image's labels from: the labels scored here are the
-labels prediction writes.
+Every batch goes through :func:`atrous.inference.tta.predict_batch` (or, with ``tile``,
+:func:`~atrous.inference.tta.predict_windows`), the forward pass ``atrous predict`` takes
+an image's labels from: the labels scored here are the labels prediction writes.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..data.constants import IGNORE_INDEX
 from ..inference.fast import InferencePath
-from ..inference.tta import predict_batch
+from ..inference.tta import predict_batch, predict_windows
 from ..metrics import ConfusionMatrix
 
 
@@ -54,8 +54,11 @@ def evaluate(
         for images, masks in tqdm(loader, desc="eval", leave=False, disable=not progress):
             images = images.to(device, non_blocking=True)
             masks = masks.to(device, non_blocking=True)
-            scores = predict_batch(run, images, scales=scales, flip=flip, tile=tile, tile_overlap=tile_overlap)
-            matrix.update(scores.argmax(dim=1), masks)
+            if tile is None:
+                labels = predict_batch(run, images, scales=scales, flip=flip).argmax(dim=1)
+            else:
+                labels, _ = predict_windows(run, images, tile=tile, overlap=tile_overlap, scales=scales, flip=flip)
+            matrix.update(labels.long(), masks)
     finally:
         run.model.train(was_training)
     matrix.all_reduce()

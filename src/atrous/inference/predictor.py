@@ -40,8 +40,7 @@ from ..data.palette import default_palette
 from ..models import task_of
 from .fast import inference_path
 from .memory import MemoryModel, format_bytes, measure_memory, parse_bytes, plan_tiles
-from .tiling import tiled_predict
-from .tta import predict_batch, returns_probabilities
+from .tta import predict_batch, predict_windows, returns_probabilities
 from .visualize import overlay
 
 MODES = ("auto", "whole", "tiled")
@@ -224,9 +223,15 @@ class Predictor:
             probs = scores if probabilities else None
         else:
             assert tile is not None
-            fn = self.model if self._overlap_tile_ok() else self._scores
-            labels, probs = tiled_predict(
-                fn, x, tile=tile, overlap=self.tile_overlap, batch_size=batch, keep_scores=probabilities
+            labels, probs = predict_windows(
+                self.path,
+                x,
+                tile=tile,
+                overlap=self.tile_overlap,
+                batch_size=batch,
+                scales=self.scales,
+                flip=self.flip,
+                keep_scores=probabilities,
             )
         if probabilities and probs is not None and not self._returns_probabilities():
             probs = probs.softmax(dim=1)
@@ -247,13 +252,6 @@ class Predictor:
 
     def _returns_probabilities(self) -> bool:
         return returns_probabilities(self.scales, self.flip)
-
-    def _overlap_tile_ok(self) -> bool:
-        # The exact overlap-tile path runs the bare network, so only without augmentation
-        # and in full precision (the fast path's autocast wraps _scores).
-        return (
-            not self._returns_probabilities() and self.autocast_dtype is None and getattr(self.model, "context", 0) > 0
-        )
 
 
 def normalize(rgb: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -20,6 +20,7 @@ from torch import nn
 from ..layers.padding import mirror_pad
 from ..layers.upsample import resize
 from .fast import InferencePath
+from .tiling import tiled_predict
 
 # DeepLab v3 §4.3: "we apply multi-scale inputs during test ... scales = {0.5, 0.75, 1.0,
 # 1.25, 1.5, 1.75}" and "include left-right flipped inputs".
@@ -77,8 +78,6 @@ def predict_batch(
     output_stride: int | None = None,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
-    tile: int | None = None,
-    tile_overlap: float = 0.25,
 ) -> torch.Tensor:
     """Float32 class scores (B, classes, H, W) for a batch of normalised images (B, 3, H, W).
 
@@ -87,20 +86,53 @@ def predict_batch(
     at the bottom and right to a multiple of ``output_stride`` (default: the module's own,
     else 1), put in the path's layout, run under its autocast through
     :func:`predict_probabilities` (every scale and flip) and cropped back: the scores
-    :class:`~atrous.inference.Predictor` takes a whole image's labels from. With ``tile``
-    every pass is predicted in tiles of the unpadded images instead (the tiling pads a
-    window that is larger than the image).
+    :class:`~atrous.inference.Predictor` takes a whole image's labels from (tiles:
+    :func:`predict_windows`).
     """
     if not isinstance(run, InferencePath):
         run = InferencePath.as_given(run)
     height, width = images.shape[-2:]
-    if tile is None:
-        stride = int(output_stride or getattr(run.model, "output_stride", 1) or 1)
-        images = mirror_pad(images, 0, -height % stride, 0, -width % stride)
+    stride = int(output_stride or getattr(run.model, "output_stride", 1) or 1)
+    images = mirror_pad(images, 0, -height % stride, 0, -width % stride)
     if run.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     with run.autocast(images.device):
-        scores = predict_probabilities(
-            run.model, images, scales=scales, flip=flip, tile=tile, tile_overlap=tile_overlap
-        )
+        scores = predict_probabilities(run.model, images, scales=scales, flip=flip)
     return scores[..., :height, :width].float()
+
+
+@torch.no_grad()
+def predict_windows(
+    run: InferencePath | nn.Module,
+    images: torch.Tensor,
+    *,
+    tile: int,
+    overlap: float = 0.25,
+    batch_size: int = 1,
+    scales: Sequence[float] = (1.0,),
+    flip: bool = False,
+    keep_scores: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Labels (B, H, W) — and with ``keep_scores`` the float32 scores — of images predicted
+    ``tile`` by ``tile``: what ``atrous predict --tile`` writes and ``atrous eval --tile``
+    scores.
+
+    Test-time augmentation runs inside each window (:func:`predict_batch` on the window).
+    Without augmentation an unpadded U-Net takes the exact overlap-tile path of U-Net §2
+    (its valid output, mirror-padded context), under the path's autocast like every other
+    window.
+    """
+    if not isinstance(run, InferencePath):
+        run = InferencePath.as_given(run)
+    bare = run.model
+    if not returns_probabilities(scales, flip) and getattr(bare, "context", 0) > 0:
+        with run.autocast(images.device):
+            labels, scores = tiled_predict(bare, images, tile=tile, batch_size=batch_size, keep_scores=keep_scores)
+        return labels, None if scores is None else scores.float()
+
+    def window_scores(windows: torch.Tensor) -> torch.Tensor:
+        return predict_batch(run, windows, output_stride=1, scales=scales, flip=flip)
+
+    return tiled_predict(
+        window_scores, images, tile=tile, overlap=overlap, batch_size=batch_size, keep_scores=keep_scores
+    )
