@@ -28,6 +28,7 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "inference": ("engine", "cli"),
     "engine": ("cli",),
     "benchmark": ("cli",),
+    "serve": ("cli", "engine"),
 }
 
 
@@ -160,7 +161,8 @@ def test_the_checker_sees_a_circle_and_a_forbidden_arrow():
     ("module", "absent"),
     [
         ("atrous.engine.trainer", ("pycocotools", "atrous.inference.portrait", "atrous.metrics.instance")),
-        ("atrous", ("pycocotools", "atrous.engine", "atrous.inference", "matplotlib")),
+        ("atrous", ("pycocotools", "atrous.engine", "atrous.inference", "matplotlib", "fastapi", "uvicorn")),
+        ("atrous.cli", ("fastapi", "uvicorn", "starlette", "atrous.serve.app")),
     ],
 )
 def test_importing_loads_only_what_it_needs(module, absent):

@@ -16,7 +16,19 @@ from collections.abc import Sequence
 # Subcommand modules import what their command needs inside run(), not at import.
 SUBCOMMANDS = {
     name: importlib.import_module(f".{name}", __name__)
-    for name in ("train", "eval", "predict", "demo", "models", "doctor", "portrait", "export", "bench", "quantize")
+    for name in (
+        "train",
+        "eval",
+        "predict",
+        "demo",
+        "models",
+        "doctor",
+        "portrait",
+        "export",
+        "bench",
+        "quantize",
+        "serve",
+    )
 }
 
 
