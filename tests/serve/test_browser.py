@@ -167,20 +167,32 @@ def server(service):
 
 
 def _photo() -> tuple[str, bytes]:
-    """A humanseg photo (the first, in name order, of 400–800 px a side) when the data is there, else
-    a synthetic one: a bright disc on a gradient, JPEG-encoded."""
+    """A humanseg photo (the first, in name order, of 400–800 px a side) when the data is there,
+    else a synthetic one. The docs screenshot (``ATROUS_UPDATE_SCREENSHOT=1``) always uses the
+    synthetic one: the datasets keep their own licences, none of their files may go into the
+    repository, a screenshot of one included."""
     folder = Path(os.environ.get("ATROUS_DATA", ROOT.parent / "shared" / "data")) / "humanseg" / "images"
-    if folder.is_dir():
+    if folder.is_dir() and not os.environ.get("ATROUS_UPDATE_SCREENSHOT"):
         for path in sorted(folder.glob("*.jpg"), key=lambda p: (len(p.stem), p.stem)):
             with Image.open(path) as image:
                 if min(image.size) >= 400 and max(image.size) <= 800:
                     return path.name, path.read_bytes()
-    yy, xx = np.mgrid[0:360, 0:480]
-    rgb = np.stack([xx * 255 // 479, yy * 255 // 359, np.full_like(xx, 96)], axis=-1).astype(np.uint8)
-    rgb[(yy - 180) ** 2 + (xx - 240) ** 2 < 110**2] = (235, 210, 180)
+    return "synthetic.jpg", _synthetic_jpeg()
+
+
+def _synthetic_jpeg(width: int = 640, height: int = 480) -> bytes:
+    """A figure (head and shoulders) in front of a soft gradient with a few bright spots."""
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    sky = np.stack([90 + 80 * yy / height, 140 + 60 * xx / width, 200 - 40 * yy / height], axis=-1)
+    spots = sum(np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / 900.0) for cx, cy in ((90, 110), (560, 80), (520, 300)))
+    rgb = sky + 90 * spots[..., None]
+    head = ((xx - 320) / 70) ** 2 + ((yy - 170) / 85) ** 2 < 1
+    body = (((xx - 320) / 190) ** 2 + ((yy - 470) / 180) ** 2 < 1) & (yy > 290)
+    rgb[head] = (224, 178, 150)
+    rgb[body] = (180, 60, 50)
     buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="JPEG", quality=92)
-    return "synthetic.jpg", buffer.getvalue()
+    Image.fromarray(rgb.clip(0, 255).astype(np.uint8)).save(buffer, format="JPEG", quality=92)
+    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -369,6 +381,7 @@ def test_page_overlay_legend_portrait(driver, server, photo, viewport, tmp_path)
         assert item["swatch"] == "rgb({}, {}, {})".format(*PALETTE[item["index"]])
     assert [i["share"] for i in items] == sorted((i["share"] for i in items), reverse=True)
     no_horizontal_scroll(driver)
+    js(driver, "document.activeElement.blur()")  # no focus ring in the screenshot
     driver.save_screenshot(str(tmp_path / f"serving-{viewport}-overlay.png"))
     if viewport == "desktop" and os.environ.get("ATROUS_UPDATE_SCREENSHOT"):
         shutil.copy(tmp_path / f"serving-{viewport}-overlay.png", ROOT / "docs" / "serving.png")
