@@ -298,6 +298,11 @@ def set_slider(browser, element_id: str, key: str) -> None:
     slider.send_keys(key)
 
 
+def portrait_state(browser) -> list[str]:
+    """The portrait's state, the blur it was made with, and how many requests the page sent."""
+    return js(browser, "const d = document.getElementById('portrait').dataset; return [d.state, d.blur, d.requests]")
+
+
 def no_horizontal_scroll(browser) -> None:
     width, inner = js(browser, "return [document.documentElement.scrollWidth, window.innerWidth]")
     assert width <= inner, f"the page scrolls sideways: {width} px of content in a {inner} px window"
@@ -397,16 +402,15 @@ def test_page_overlay_legend_portrait(driver, server, photo, viewport, tmp_path)
     assert not driver.find_element(By.ID, "result").is_displayed()
     first = portrait_pixels(driver)
     assert first.shape == original.shape
-    serial = js(driver, "return document.getElementById('portrait').dataset.serial")
-    set_slider(driver, "blur", Keys.END)  # 25 px → 100 px, one debounced request
-    wait(
-        driver,
-        lambda b: (
-            js(b, "const p = document.getElementById('portrait'); return [p.dataset.serial, p.dataset.blur]")
-            == [str(int(serial) + 1), "100"]
-        ),
-        "the portrait at blur 100",
-    )
+    requests = int(js(driver, "return document.getElementById('portrait').dataset.requests"))
+    assert requests == 1
+    # Ten steps in quick succession (25 → 35 px) ask once, after the slider rests; then 100 px.
+    driver.find_element(By.ID, "blur").send_keys(*[Keys.ARROW_RIGHT] * 10)
+    wait(driver, lambda b: portrait_state(b)[:2] == ["ready", "35"], "the portrait at blur 35")
+    requests = int(portrait_state(driver)[2])
+    assert requests <= 3, f"{requests - 1} requests for ten steps of the blur slider: not debounced"
+    set_slider(driver, "blur", Keys.END)
+    wait(driver, lambda b: portrait_state(b) == ["ready", "100", str(requests + 1)], "the portrait at blur 100")
     assert driver.find_element(By.ID, "blur-value").text == "100 px"
     second = portrait_pixels(driver)
     assert np.abs(second - first).mean() > 0.5, "moving the blur slider did not change the portrait"

@@ -4,7 +4,8 @@
 // index); the overlay is then composited here, on a canvas, from the photo, the label map and
 // the model's palette, so the opacity slider redraws without a request, and the legend's
 // pixel shares are counted from the same label map. Portrait mode asks v1/portrait again
-// (debounced) when the blur or the subject changes.
+// when the subject changes, and when the blur slider has rested for 300 ms (a drag or a held
+// arrow key asks once, not once a step: an aborted fetch does not stop the server's work).
 "use strict";
 
 (() => {
@@ -548,6 +549,7 @@
     const abort = new AbortController();
     state.portraitAbort = abort;
     els.portrait.dataset.state = "pending";
+    els.portrait.dataset.requests = String(Number(els.portrait.dataset.requests || 0) + 1);
     setBusy(+1);
     const started = performance.now();
     try {
@@ -647,9 +649,6 @@
     els.blurValue.textContent = `${els.blur.value} px`;
     clearTimeout(state.blurTimer);
     state.blurTimer = setTimeout(requestPortrait, BLUR_DEBOUNCE_MS);
-  });
-  els.blur.addEventListener("change", () => {
-    if (state.blurTimer) requestPortrait();
   });
   els.subject.addEventListener("change", requestPortrait);
 
