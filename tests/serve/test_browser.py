@@ -474,3 +474,27 @@ def _refusal(server: Server, data: bytes) -> bytes:
     except urllib.error.HTTPError as refusal:
         return refusal.read()
     raise AssertionError("the server accepted a non-image")
+
+
+def test_page_waits_for_the_model_to_load(driver, service):
+    """Opened while the model still loads (503 with Retry-After), the page says so and asks
+    again until it is ready."""
+    gate = threading.Event()
+
+    def slow_loader():
+        gate.wait(WAIT_S)
+        return service.model
+
+    loading = ModelService(slow_loader, name="late", precision="fp32")
+    try:
+        with Server(create_app(loading, Limits(), start=True)) as late:
+            set_viewport(driver, "desktop")
+            driver.get(late.url + "/")
+            info = driver.find_element(By.ID, "model-info")
+            wait(driver, lambda b: "loading" in info.text, "the page to say the model is loading")
+            assert not driver.find_element(By.ID, "error").is_displayed()
+            gate.set()
+            wait(driver, lambda b: js(b, "return document.body.dataset.state") == "ready", "the model once loaded")
+            assert "late" in info.text
+    finally:
+        gate.set()
