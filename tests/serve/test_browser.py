@@ -8,7 +8,9 @@ back pixel by pixel and compared with the photo as the browser decodes it and th
 the server returns (opacity 0: the photo itself; 50 %: the blend, which differs from the
 photo where the mask is; 100 %: the class colours); the legend lists the classes present
 with the server's pixel shares; portrait mode shows the server's portrait and a new one
-when the blur slider moves; nothing scrolls sideways; nothing is loaded from elsewhere.
+when the blur slider moves (debounced); the downloads are what is shown; nothing scrolls
+sideways; nothing is loaded from elsewhere. Also: the server's refusal reason and the API
+key flow, a page opened while the model loads, an EXIF-rotated phone photo.
 Screenshots go to pytest's tmp_path; ``ATROUS_UPDATE_SCREENSHOT=1`` also writes the
 desktop one to docs/serving.png.
 """
@@ -498,3 +500,26 @@ def test_page_waits_for_the_model_to_load(driver, service):
             assert "late" in info.text
     finally:
         gate.set()
+
+
+def test_page_turns_phone_photos_upright(driver, server):
+    """A phone photo stored sideways with an EXIF orientation: the page shows it upright and
+    lays the label map on it the right way round (the server turns it upright too)."""
+    image = Image.open(io.BytesIO(_synthetic_jpeg(480, 360)))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: the stored pixels are to be turned 90° clockwise
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=92, exif=exif)
+    data = buffer.getvalue()
+    labels = np.array(Image.open(io.BytesIO(server.request("/v1/segment?format=png", data))))
+    assert labels.shape == (480, 360)
+
+    set_viewport(driver, "phone")
+    open_page(driver, server.url)
+    drop_file(driver, "sideways.jpg", data)
+    wait(driver, lambda b: js(b, "return document.getElementById('result').dataset.state") == "overlay", "the overlay")
+    set_slider(driver, "opacity", Keys.END)
+    wait(driver, lambda b: js(b, "return document.getElementById('result').dataset.opacity") == "1", "opacity 100")
+    assert np.array_equal(canvas_pixels(driver), np.asarray(PALETTE, dtype=np.int16)[labels])
+    assert np.array_equal(photo_pixels(driver, data).shape[:2], labels.shape)
+    no_horizontal_scroll(driver)
