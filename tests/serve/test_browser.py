@@ -523,3 +523,25 @@ def test_page_turns_phone_photos_upright(driver, server):
     assert np.array_equal(canvas_pixels(driver), np.asarray(PALETTE, dtype=np.int16)[labels])
     assert np.array_equal(photo_pixels(driver, data).shape[:2], labels.shape)
     no_horizontal_scroll(driver)
+
+
+def test_page_shows_a_format_only_the_server_reads(driver, server):
+    """A TIFF, which chromium cannot decode but Pillow can: the page shows the server's copy
+    of the photo (format=overlay at opacity 0) under the label map."""
+    rgb = np.array(Image.open(io.BytesIO(_synthetic_jpeg(320, 240))))
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="TIFF")
+    data = buffer.getvalue()
+    labels = np.array(Image.open(io.BytesIO(server.request("/v1/segment?format=png", data, "image/tiff"))))
+
+    set_viewport(driver, "desktop")
+    open_page(driver, server.url)
+    drop_file(driver, "scan.tif", data, "image/tiff")
+    wait(driver, lambda b: js(b, "return document.getElementById('result').dataset.state") == "overlay", "the overlay")
+    assert not driver.find_element(By.ID, "error").is_displayed()
+    set_slider(driver, "opacity", Keys.HOME)
+    wait(driver, lambda b: js(b, "return document.getElementById('result').dataset.opacity") == "0", "opacity 0")
+    assert np.array_equal(canvas_pixels(driver), rgb)
+    set_slider(driver, "opacity", Keys.END)
+    wait(driver, lambda b: js(b, "return document.getElementById('result').dataset.opacity") == "1", "opacity 100")
+    assert np.array_equal(canvas_pixels(driver), np.asarray(PALETTE, dtype=np.int16)[labels])

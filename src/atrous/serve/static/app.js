@@ -370,7 +370,7 @@
     const [photoOk] = await Promise.all([shown, segmented]);
     if (serial !== state.fileSerial) return;
     if (!photoOk && els.error.hidden) {
-      showError(`This browser cannot display “${file.name}”; the server may still read it — download the label map.`);
+      showError(`Neither this browser nor the server can read “${file.name}” as an image.`);
     }
   }
 
@@ -379,7 +379,8 @@
     try {
       bitmap = await createImageBitmap(file); // EXIF orientation applied, as the server does
     } catch {
-      return false;
+      bitmap = await photoFromServer(file);
+      if (!bitmap) return false;
     }
     if (serial !== state.fileSerial) {
       bitmap.close();
@@ -397,6 +398,19 @@
     els.result.height = height;
     draw();
     return true;
+  }
+
+  // A format this browser cannot decode (TIFF, say) but the server can: the server's
+  // overlay at opacity 0 is the photo itself, upright, as a PNG.
+  async function photoFromServer(file) {
+    try {
+      const body = new FormData();
+      body.append("image", file, file.name || "photo");
+      const response = await api("v1/segment?format=overlay&alpha=0", { method: "POST", body });
+      return await createImageBitmap(await response.blob());
+    } catch {
+      return null; // the segmentation request reports the server's reason
+    }
   }
 
   async function segment(file, serial, shown) {
@@ -662,6 +676,7 @@
     if (state.portraitBlob) saveBlob(state.portraitBlob, `${state.stem}-portrait.jpg`);
   });
 
+  $("key-form").addEventListener("submit", (event) => event.preventDefault()); // Enter: "change" does the work
   els.apiKey.value = apiKey();
   els.apiKey.addEventListener("change", () => {
     const key = els.apiKey.value.trim();
