@@ -583,7 +583,7 @@
       state.portraitUrl = url;
       state.portraitBlob = blob;
       els.portrait.dataset.state = "ready";
-      els.portrait.dataset.blur = els.blur.value;
+      els.portrait.dataset.blur = params.get("blur"); // what this image was made with
       els.portrait.dataset.serial = String(Number(els.portrait.dataset.serial || 0) + 1);
       els.downloadPortrait.disabled = false;
       clearError();
