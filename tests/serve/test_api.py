@@ -145,6 +145,18 @@ def test_portrait_is_a_jpeg_of_the_input_size(client):
     assert post_png(client, "/v1/portrait?blur=-1").status_code == 400
 
 
+def test_the_page_and_its_static_files(client, service, tmp_path, monkeypatch):
+    import atrous.serve.app as app_module
+
+    for name in ("index.html", "app.js", "style.css"):
+        if (app_module.STATIC / name).is_file():
+            assert client.get(f"/static/{name}").status_code == 200
+    monkeypatch.setattr(app_module, "STATIC", tmp_path / "no_page")  # an install without the page
+    with client_for(service) as bare:
+        page = bare.get("/")
+        assert page.status_code == 200 and 'href="/docs"' in page.text
+
+
 # -- refusals ----------------------------------------------------------------------------------
 
 
