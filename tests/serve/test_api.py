@@ -287,6 +287,9 @@ def test_bad_cli_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["serve", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
+    (tmp_path / "empty").mkdir()  # exists, but holds no model: found while loading, after the server started
+    assert main(["serve", str(tmp_path / "empty"), "--port", "0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("atrous serve: error: ")
 
 
 _SLOW_SERVE = """
