@@ -289,7 +289,10 @@ def test_bad_cli_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert len(err) == 1 and "does not exist" in err[0]
     (tmp_path / "empty").mkdir()  # exists, but holds no model: found while loading, after the server started
     assert main(["serve", str(tmp_path / "empty"), "--port", "0"]) == 2
-    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("atrous serve: error: ")
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("atrous serve: error: ") and "warning" not in err
+    assert main(["serve", str(tmp_path / "empty"), "--port", "0", "--host", "0.0.0.0"]) == 2
+    assert "atrous serve: warning: listening on 0.0.0.0" in capsys.readouterr().err
 
 
 _SLOW_SERVE = """
