@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests._reliability import ForkedCli
 from tests.helpers import calibrate_norm_stats
 
 pytest.importorskip("fastapi")
@@ -288,11 +289,16 @@ def test_bad_cli_input_is_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
     (tmp_path / "empty").mkdir()  # exists, but holds no model: found while loading, after the server started
-    assert main(["serve", str(tmp_path / "empty"), "--port", "0"]) == 2
-    err = capsys.readouterr().err
-    assert err.strip().splitlines()[-1].startswith("atrous serve: error: ") and "warning" not in err
-    assert main(["serve", str(tmp_path / "empty"), "--port", "0", "--host", "0.0.0.0"]) == 2
-    assert "atrous serve: warning: listening on 0.0.0.0" in capsys.readouterr().err
+    # A started server configures logging and signal handlers: in a process of its own, not in pytest's.
+    cli = ForkedCli()
+    env = dict(os.environ)
+    result = cli.run(["serve", str(tmp_path / "empty"), "--port", "0"], cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 2, result.describe()
+    assert result.stderr.strip().splitlines()[-1].startswith("atrous serve: error: ") and "warning" not in result.stderr
+    argv = ["serve", str(tmp_path / "empty"), "--port", "0", "--host", "0.0.0.0"]
+    result = cli.run(argv, cwd=tmp_path, env=env, timeout=120)
+    assert result.returncode == 2, result.describe()
+    assert "atrous serve: warning: listening on 0.0.0.0" in result.stderr
 
 
 _SLOW_SERVE = """
