@@ -65,3 +65,15 @@ def scale_logits(model: nn.Module, x: torch.Tensor, target: float = 20.0) -> nn.
         head[-1].weight.mul_(factor)
         head[-1].bias.mul_(factor)
     return model
+
+
+def save_tiny_segmenter(folder, class_names: list[str], palette: list[list[int]]):
+    """A small DeepLab v3+ MobileNetV2 with realistic norm statistics, saved with its class
+    names and palette: the model the serving tests put behind the API and the page."""
+    import atrous
+
+    torch.manual_seed(0)
+    model = atrous.create_model("deeplabv3plus_mobilenetv2", num_classes=len(class_names))
+    calibrate_norm_stats(model, shape=(2, 3, 64, 64))
+    model.save_pretrained(folder, metadata={"class_names": class_names, "palette": palette})
+    return folder

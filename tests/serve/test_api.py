@@ -15,16 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 from tests._reliability import ForkedCli
-from tests.helpers import calibrate_norm_stats
+from tests.helpers import save_tiny_segmenter
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 from fastapi.testclient import TestClient  # noqa: E402
 
-import atrous  # noqa: E402
 from atrous.inference import Predictor  # noqa: E402
 from atrous.serve import Limits, create_app  # noqa: E402
 from atrous.serve.service import ModelService  # noqa: E402
@@ -36,11 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    model = calibrate_norm_stats(atrous.create_model("deeplabv3plus_mobilenetv2", num_classes=3), shape=(2, 3, 64, 64))
-    folder = tmp_path_factory.mktemp("serve") / "model"
-    model.save_pretrained(folder, metadata={"class_names": CLASSES, "palette": PALETTE})
-    return folder
+    return save_tiny_segmenter(tmp_path_factory.mktemp("serve") / "model", CLASSES, PALETTE)
 
 
 @pytest.fixture(scope="module")

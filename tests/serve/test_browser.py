@@ -31,9 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from tests.helpers import calibrate_norm_stats
+from tests.helpers import save_tiny_segmenter
 
 pytest.importorskip("fastapi", reason="atrous serve needs the serve extra (fastapi)")
 uvicorn = pytest.importorskip("uvicorn", reason="atrous serve needs the serve extra (uvicorn)")
@@ -46,7 +45,6 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-import atrous  # noqa: E402
 from atrous.serve import Limits, create_app  # noqa: E402
 from atrous.serve.service import ModelService  # noqa: E402
 
@@ -117,10 +115,7 @@ def set_viewport(browser, name: str) -> None:
 def service(tmp_path_factory) -> ModelService:
     from atrous.inference.loading import load_inference_model
 
-    torch.manual_seed(0)
-    model = calibrate_norm_stats(atrous.create_model("deeplabv3plus_mobilenetv2", num_classes=3), shape=(2, 3, 64, 64))
-    folder = tmp_path_factory.mktemp("serve") / "model"
-    model.save_pretrained(folder, metadata={"class_names": CLASSES, "palette": PALETTE})
+    folder = save_tiny_segmenter(tmp_path_factory.mktemp("serve") / "model", CLASSES, PALETTE)
     service = ModelService(lambda: load_inference_model(folder, "fp32"), name="tiny", precision="fp32")
     service.load()
     return service
