@@ -1,7 +1,8 @@
 """Export to ONNX and to ``torch.export`` programs, with dynamic batch, height and width.
 
-Every registered model is exported once and run by ONNX Runtime at two input sizes
-(batch, height and width all different, none a multiple of 32): one file, any size.
+Every registered model is exported once (the ResNet-101 ones through their ResNet-50
+twins) and run by ONNX Runtime at two input sizes (batch, height and width all different,
+none a multiple of 32): one file, any size.
 
 The models are small variants of the registered ones, so that the whole registry exports
 in about a minute on two CPU cores: U-Nets with ``base_chs=4``; in the ResNet, Xception
@@ -29,7 +30,18 @@ from atrous.export import DEFAULT_OPSET, ExportCheck, ExportError, export_model
 ort = pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
 
-MODELS = atrous.list_models(task="semantic")
+# The ResNet-101 models are their ResNet-50 twins once shrunk (the extra blocks of layer3
+# are identity residuals, which become nn.Identity): the same operators in the same order,
+# which test_twins_shrink_to_the_same_network checks. Exporting them again would cost 30 s
+# of the suite and test nothing new.
+TWINS = {
+    "deeplabv3_paper_resnet101": "deeplabv3_paper_resnet50",
+    "deeplabv3_resnet101": "deeplabv3_resnet50",
+    "deeplabv3plus_resnet101": "deeplabv3plus_resnet50",
+    "fcn_resnet101": "fcn_resnet50",
+    "pspnet_resnet101": "pspnet_resnet50",
+}
+MODELS = [name for name in atrous.list_models(task="semantic") if name not in TWINS]
 NUM_CLASSES = 3
 EXAMPLE = (2, 64, 80)  # (batch, height, width) the model is traced with
 SECOND = (1, 96, 72)  # a second size for the same file
@@ -88,7 +100,12 @@ def small_model(name: str, seed: int = 0) -> nn.Module:
     """
     torch.manual_seed(seed)
     kwargs = {"base_chs": 4} if name.startswith("unet") else {}
-    model = shrink(atrous.create_model(name, num_classes=NUM_CLASSES, **kwargs))
+    with torch.device("meta"):  # built without weights, shrunk, then only what is kept is drawn
+        model = shrink(atrous.create_model(name, num_classes=NUM_CLASSES, **kwargs))
+    model.to_empty(device="cpu")
+    for module in model.modules():
+        if hasattr(module, "reset_parameters"):
+            module.reset_parameters()  # PyTorch's default init; the norms are randomised next
     randomize_norm_stats(model, seed=seed).eval()
     scores = [m for m in model.classifier.modules() if isinstance(m, nn.Conv2d) and m.out_channels == NUM_CLASSES]
     assert scores, name
@@ -135,6 +152,19 @@ def test_every_model_exports_to_onnx_with_dynamic_sizes(name, tmp_path):
         assert reference.shape == (size[0], NUM_CLASSES, *size[1:])
         output = session.run(["logits"], {"image": x.numpy()})[0]
         _assert_matches(reference, output, f"{name} at {size}")
+
+
+def _leaf_modules(model: nn.Module) -> list[str]:
+    """What the shrunk network computes, in order: its leaf modules, identities left out."""
+    return [repr(m) for m in model.modules() if not list(m.children()) and not isinstance(m, nn.Identity)]
+
+
+@pytest.mark.parametrize(("twin", "exported"), sorted(TWINS.items()))
+def test_twins_shrink_to_the_same_network(twin, exported):
+    assert twin in atrous.list_models(task="semantic")
+    with torch.device("meta"):  # structure only: no weights drawn, no forward pass
+        shrunk = [shrink(atrous.create_model(name, num_classes=NUM_CLASSES)) for name in (twin, exported)]
+    assert _leaf_modules(shrunk[0]) == _leaf_modules(shrunk[1])
 
 
 @pytest.mark.parametrize("name", ["deeplabv3plus_resnet18", "pspnet_resnet50", "unet", "fcn8s_vgg16"])
