@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from tests.data import weight_map_reference as reference
 from tests.data.helpers import real_data
 from torch.utils.data import DataLoader
 
+from atrous.data import weight_map as weight_map_module
 from atrous.data.constants import IGNORE_INDEX
 from atrous.data.weight_map import WeightMapDataset, connected_components, two_nearest_cells, unet_weight_map
 
@@ -214,3 +216,42 @@ def test_real_membrane_mask():
     assert np.all(border[mask == 1] == 0) and border.max() <= 10.0 and border.max() > 5.0
     assert np.median(border[mask == 0]) > 1.0
     assert elapsed < 10.0  # ~0.3 s on one core; generous for shared machines
+
+
+def _reference_weight_map(monkeypatch, mask, **kwargs) -> np.ndarray:
+    """The weight map computed with the hand-written NumPy cells and distances of before."""
+    with monkeypatch.context() as patch:
+        patch.setattr(weight_map_module, "connected_components", reference.connected_components)
+        patch.setattr(weight_map_module, "two_nearest_cells", reference.two_nearest_cells)
+        return unet_weight_map(mask, **kwargs)
+
+
+def test_scipy_cells_and_distances_equal_the_hand_written_ones(monkeypatch):
+    rng = np.random.default_rng(3)
+    for trial in range(6):
+        height, width = (int(v) for v in rng.integers(8, 40, 2))
+        blobs = rng.random((height, width)) < 0.35
+        mask = np.where(blobs, rng.integers(1, 4, (height, width)), 0)  # several classes touching
+        np.testing.assert_array_equal(connected_components(mask), reference.connected_components(mask))
+        cells = connected_components(mask)
+        for radius in (2, 5, 50):
+            d1, d2 = two_nearest_cells(cells, radius)
+            r1, r2 = reference.two_nearest_cells(cells, radius)
+            background = cells == 0
+            np.testing.assert_array_equal(d1[background & (r1 <= radius**2)], r1[background & (r1 <= radius**2)])
+            within = np.minimum(d2, radius**2 + 1)
+            np.testing.assert_array_equal(within[background], np.minimum(r2, radius**2 + 1)[background])
+        for sigma in (1.0, 3.0):
+            np.testing.assert_array_equal(
+                unet_weight_map(mask, sigma=sigma), _reference_weight_map(monkeypatch, mask, sigma=sigma), str(trial)
+            )
+
+
+def test_scipy_weight_map_equals_the_hand_written_one_on_membrane_crops(monkeypatch):
+    folder = real_data("membrane")
+    rng = np.random.default_rng(0)
+    for name in ("0.png", "7.png"):
+        mask = (np.array(Image.open(folder / "label" / name)) > 127).astype(np.int64)
+        y, x = (int(v) for v in rng.integers(0, 512 - 348, 2))
+        crop = mask[y : y + 348, x : x + 348]
+        np.testing.assert_array_equal(unet_weight_map(crop), _reference_weight_map(monkeypatch, crop), name)

@@ -22,7 +22,10 @@ Choices, where the paper leaves room:
 * **Cut-off.** ``d1`` and ``d2`` are computed exactly up to ``R = ceil(6σ)`` pixels; where
   the second-nearest cell is farther than that the term is set to 0. Its true value there
   is below ``w0 · exp(−R²/(2σ²)) ≤ w0 · e⁻¹⁸ ≈ 1.5e-8 · w0``, under float32 resolution
-  next to ``w_c`` ≈ 1. The cost is O(H·W·σ), independent of the number of cells.
+  next to ``w_c`` ≈ 1.
+* **Cost.** Connected components and distances are ``scipy.ndimage``'s (``label``,
+  ``distance_transform_edt``, in C): one transform over the image, and one per cell over
+  its bounding box grown by ``R`` (docs/benchmarks.md has the time per crop).
 * **Class weights** ``"balanced"``: ``w_c(k) = N / (K · n_k)`` over the ``N`` non-ignored
   pixels, ``n_k`` of class ``k`` and ``K`` classes present, so ``w_c`` averages to 1 over
   the image. They are per image (per augmented crop with :class:`WeightMapDataset`); for
@@ -39,6 +42,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy import ndimage
 from torch.utils.data import Dataset
 
 from .constants import IGNORE_INDEX
@@ -48,6 +52,7 @@ _CUTOFF_SIGMAS = 6.0
 # "No cell within reach" as a squared distance: larger than any real one (R² ≤ 2·(H+W)²
 # for images up to ~16k pixels a side) and far from int32 overflow when δ² is added.
 _FAR = np.int32(2**30)
+_FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 
 
 def _as_label_array(value: Any, name: str) -> np.ndarray:
@@ -68,123 +73,70 @@ def _as_label_array(value: Any, name: str) -> np.ndarray:
 def connected_components(labels: np.ndarray) -> np.ndarray:
     """Number the 4-connected regions of equal non-zero value: int32 (H, W), 0 where ``labels`` is 0, else 1..n.
 
-    Regions are numbered in raster order of their first pixel. A vectorised union-find:
-    each round hooks the larger root of every still-split edge onto the smaller one, then
-    compresses paths by pointer jumping; it needs a few rounds, not one per pixel of a
-    region's diameter as label propagation would.
+    Regions are numbered in raster order of their first pixel. ``scipy.ndimage.label``
+    (C) labels each non-zero value's pixels; the numbers are then put in raster order
+    across values.
     """
     labels = np.asarray(labels)
-    height, width = labels.shape
-    foreground = labels != 0
-    pixels = np.flatnonzero(foreground)
     out = np.zeros(labels.shape, dtype=np.int32)
-    if pixels.size == 0:
-        return out
-    node = np.full(height * width, -1, dtype=np.int64)
-    node[pixels] = np.arange(pixels.size)
-    same_right = foreground[:, :-1] & foreground[:, 1:] & (labels[:, :-1] == labels[:, 1:])
-    same_down = foreground[:-1, :] & foreground[1:, :] & (labels[:-1, :] == labels[1:, :])
-    rows, cols = np.nonzero(same_right)
-    right = rows * width + cols
-    rows, cols = np.nonzero(same_down)
-    down = rows * width + cols
-    a = node[np.concatenate([right, down])]
-    b = node[np.concatenate([right + 1, down + width])]
-    parent = np.arange(pixels.size)
-    while a.size:
-        root_a, root_b = parent[a], parent[b]
-        split = root_a != root_b
-        # An edge whose ends share a root stays joined (roots only merge): drop it.
-        a, b, root_a, root_b = a[split], b[split], root_a[split], root_b[split]
-        if not a.size:
-            break
-        # parent[i] <= i always holds, so the forest never gets a cycle.
-        np.minimum.at(parent, np.maximum(root_a, root_b), np.minimum(root_a, root_b))
-        while True:
-            jumped = parent[parent]
-            if np.array_equal(jumped, parent):
-                break
-            parent = jumped
-    # A root is the smallest node of its region, i.e. its first pixel in raster order.
-    _, ids = np.unique(parent, return_inverse=True)
-    out.ravel()[pixels] = ids.astype(np.int32) + 1
+    values = np.unique(labels)
+    values = values[values != 0]
+    count = 0
+    for value in values:
+        ids, found = ndimage.label(labels == value, structure=_FOUR_CONNECTED, output=np.int32)
+        inside = ids > 0
+        out[inside] = ids[inside] + count
+        count += found
+    if len(values) > 1:
+        # ndimage numbers each value's regions in raster order; interleave the values' numbers.
+        ids, first = np.unique(out.ravel(), return_index=True)
+        first, ids = first[ids > 0], ids[ids > 0]
+        order = np.zeros(count + 1, dtype=np.int32)
+        order[ids[np.argsort(first)]] = np.arange(1, ids.size + 1, dtype=np.int32)
+        out = order[out]
     return out
-
-
-def _merge_candidate(
-    d1: np.ndarray, l1: np.ndarray, d2: np.ndarray, l2: np.ndarray, d: np.ndarray | int, label: np.ndarray
-) -> None:
-    """Fold the candidate (squared distance ``d``, cell ``label``) into the two nearest distinct cells, in place.
-
-    Invariant: ``(d1, l1)`` is the nearest cell seen so far and ``(d2, l2)`` the nearest
-    other one. ``label`` 0 (no cell) must come with ``d >= _FAR`` so it never wins.
-    """
-    same = label == l1
-    first = d < d1
-    first &= ~same
-    second = d < d2
-    second &= ~same
-    second &= ~first
-    # The old nearest becomes the second before it is overwritten.
-    np.copyto(d2, d1, where=first)
-    np.copyto(l2, l1, where=first)
-    np.copyto(d2, d, where=second)
-    np.copyto(l2, label, where=second)
-    # Where neither ``same`` nor ``first`` holds, d >= d1, so the minimum is right everywhere.
-    np.minimum(d1, d, out=d1)
-    np.copyto(l1, label, where=first)
 
 
 def two_nearest_cells(cells: np.ndarray, radius: int) -> tuple[np.ndarray, np.ndarray]:
     """Squared Euclidean distances (int32 (H, W)) from each pixel to its nearest and second-nearest cell.
 
-    ``cells`` numbers the cells (0 = no cell). Exact wherever the distance is at most
-    ``radius``; beyond it the value is only known to exceed ``radius²`` (it may be any
-    larger number, ``2**30`` when no cell was seen at all).
+    ``cells`` numbers the cells (0 = no cell). ``d1`` is exact everywhere; ``d2`` is exact
+    wherever it is at most ``radius``; beyond it the value is only known to exceed
+    ``radius²`` (it may be any larger number, ``2**30`` when no second cell was seen).
 
-    The two separable passes of an exact Euclidean distance transform (Saito & Toriwaki
-    1994; Meijster et al. 2000), carrying the two nearest *distinct* cells instead of one
-    distance, and taking each 1-D minimum over the offsets ``|δ| <= radius`` only:
+    Both come from ``scipy.ndimage.distance_transform_edt``'s feature transform (the exact
+    Euclidean distance transform, in C), which gives each pixel its nearest cell pixel:
 
-    1. down each column: the two nearest distinct cells within ``radius`` rows;
-    2. along each row: ``min over δ of g(x + δ)² + δ²`` over those column candidates.
-
-    Two per column suffice: if the second-nearest cell ``j`` of a pixel has its closest
-    point in column ``x'`` but two other cells were nearer in that column, both would be
-    nearer to the pixel than ``j`` — a contradiction.
+    1. over the whole image, to any cell: ``d1`` and the nearest cell's number;
+    2. for each cell, inside its bounding box grown by ``radius``: the distance to that
+       cell, kept as ``d2`` where it is smaller and the cell is not the pixel's nearest.
+       A pixel within ``radius`` of a cell lies in that cell's window, so ``d2`` is exact
+       up to ``radius``; the cost is the windows' area, not the image's times the cells.
     """
     height, width = cells.shape
     cells = cells.astype(np.int32, copy=False)
-    g1 = np.full((height, width), _FAR, dtype=np.int32)
-    a1 = np.zeros((height, width), dtype=np.int32)
-    g2 = g1.copy()
-    a2 = a1.copy()
-    reach = min(radius, height - 1)
-    padded = np.pad(cells, ((reach, reach), (0, 0)))
-    # Offsets by increasing |δ|: the first cell a pixel meets is its nearest, the first
-    # other one its second; later ones never beat them, so plain "fill if empty" suffices.
-    for delta in sorted(range(-reach, reach + 1), key=abs):
-        seen = padded[reach + delta : reach + delta + height]
-        fill1 = (a1 == 0) & (seen != 0)
-        fill2 = (a1 != 0) & (a2 == 0) & (seen != 0) & (seen != a1)
-        d = np.int32(delta * delta)
-        g1[fill1], a1[fill1] = d, seen[fill1]
-        g2[fill2], a2[fill2] = d, seen[fill2]
-
-    d1 = np.full((height, width), _FAR, dtype=np.int32)
-    l1 = np.zeros((height, width), dtype=np.int32)
-    d2 = d1.copy()
-    l2 = l1.copy()
-    reach = min(radius, width - 1)
-    pad = ((0, 0), (reach, reach))
-    g1, a1 = np.pad(g1, pad, constant_values=_FAR), np.pad(a1, pad)
-    g2, a2 = np.pad(g2, pad, constant_values=_FAR), np.pad(a2, pad)
-    for delta in range(-reach, reach + 1):
-        window = slice(reach + delta, reach + delta + width)
-        step = np.int32(delta * delta)
-        _merge_candidate(d1, l1, d2, l2, g1[:, window] + step, a1[:, window])
-        _merge_candidate(d1, l1, d2, l2, g2[:, window] + step, a2[:, window])
+    d2 = np.full((height, width), _FAR, dtype=np.int32)
+    if not cells.any():
+        return d2.copy(), d2
+    d1, nearest = _nearest_cell(cells == 0, cells)
+    for cell, box in enumerate(ndimage.find_objects(cells), start=1):
+        if box is None:  # a number no pixel carries
+            continue
+        rows = slice(max(box[0].start - radius, 0), min(box[0].stop + radius, height))
+        cols = slice(max(box[1].start - radius, 0), min(box[1].stop + radius, width))
+        window = cells[rows, cols]
+        distance, _ = _nearest_cell(window != cell, window)
+        distance[nearest[rows, cols] == cell] = _FAR  # the nearest cell is not the second
+        np.minimum(d2[rows, cols], distance, out=d2[rows, cols])
     return d1, d2
+
+
+def _nearest_cell(outside: np.ndarray, cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Squared distance (int32) from each pixel to the nearest pixel not ``outside``, and that pixel's cell."""
+    rows, cols = ndimage.distance_transform_edt(outside, return_distances=False, return_indices=True)
+    y, x = np.indices(outside.shape, sparse=True)
+    squared = (rows - y) ** 2 + (cols - x) ** 2
+    return squared.astype(np.int32), cells[rows, cols]
 
 
 def _compact(instances: np.ndarray, valid: np.ndarray) -> np.ndarray:
