@@ -13,7 +13,7 @@ from atrous.data import CamVid, FolderDataset, SyntheticShapes, build_dataset, l
 
 
 def test_names():
-    assert list_datasets() == ["ade20k", "camvid", "cityscapes", "folder", "membrane", "synthetic", "voc"]
+    assert list_datasets() == ["ade20k", "camvid", "cityscapes", "folder", "humanseg", "membrane", "synthetic", "voc"]
 
 
 def test_unknown_name_suggests_close_ones():

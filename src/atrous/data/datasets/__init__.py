@@ -1,5 +1,5 @@
 """Datasets by name: :func:`build_dataset` ("folder", "camvid", "voc", "cityscapes", "ade20k", "membrane",
-"synthetic")."""
+"humanseg", "synthetic")."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from .base import FileDataset, Transforms
 from .camvid import CamVid
 from .cityscapes import Cityscapes
 from .folder import FolderDataset
+from .humanseg import HumanSeg
 from .membrane import ISBIMembrane
 from .synthetic import SyntheticShapes
 from .voc import VOCSegmentation
@@ -63,6 +64,7 @@ _DATASETS.add("voc", DatasetEntry(_files(VOCSegmentation)))
 _DATASETS.add("cityscapes", DatasetEntry(_files(Cityscapes)))
 _DATASETS.add("ade20k", DatasetEntry(_files(ADE20K)))
 _DATASETS.add("membrane", DatasetEntry(_files(ISBIMembrane)))
+_DATASETS.add("humanseg", DatasetEntry(_files(HumanSeg)))
 _DATASETS.add("synthetic", DatasetEntry(_synthetic, reads_files=False))
 
 
@@ -114,6 +116,7 @@ __all__ = [
     "Cityscapes",
     "FileDataset",
     "FolderDataset",
+    "HumanSeg",
     "ISBIMembrane",
     "SyntheticShapes",
     "VOCSegmentation",

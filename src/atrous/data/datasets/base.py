@@ -199,6 +199,7 @@ class PublishedDataset(FileDataset):
     CLASSES: ClassVar[Sequence[str]]
     PALETTE: ClassVar[Sequence[Color]]
     SPLITS: ClassVar[Collection[str]]
+    RESIZE_MASKS: ClassVar[bool] = False  # masks made at another size than their image: resized (nearest)
 
     def __init__(self, root: str | Path, split: str = "train", *, transforms: Transforms | None = None) -> None:
         if split not in self.SPLITS:
@@ -211,6 +212,7 @@ class PublishedDataset(FileDataset):
             class_names=self.CLASSES,
             palette=self.PALETTE,
             transforms=transforms,
+            resize_masks=self.RESIZE_MASKS,
         )
         self.split = split
 
