@@ -208,6 +208,11 @@ def machine_fingerprint(device: torch.device) -> dict[str, Any]:
     }
 
 
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), or the platform's machine type."""
+    return _cpu_model_and_flags()[0]
+
+
 def _cpu_model_and_flags() -> tuple[str, str]:
     model, flags = platform.processor() or platform.machine(), ""
     with contextlib.suppress(OSError):

@@ -45,6 +45,25 @@ def test_train_writes_a_run_and_refuses_to_overwrite_it(trained_run, capsys):
     assert "already holds a run (last.pt): pass --resume" in capsys.readouterr().err
 
 
+def test_the_best_model_carries_the_card_of_its_run(trained_run):
+    from atrous.models.card import CARD_MARKER
+
+    card = (trained_run / "best" / "README.md").read_text()
+    assert card.splitlines()[0] == CARD_MARKER
+    assert "# deeplabv3_resnet18 on synthetic" in card
+    assert f"- command: `atrous train --run-dir {trained_run} --set model.name=deeplabv3_resnet18" in card
+    assert "- data: `synthetic` split `train` (8 images), validated on `val` (4 images)" in card
+    assert "- trained 2 of 2 steps in 0 min" in card and " CPU (" in card and "started from random weights" in card
+    # The evaluation table is the run's own validation record at the saved step.
+    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    (val,) = [r for r in records if r["kind"] == "val"]
+    assert "On `val` at step 2" in card and f"| **mIoU** | **{val['miou']:.3f}** |" in card
+    for name, scores in val["per_class"].items():
+        assert f"| {name} | {'—' if scores['iou'] is None else format(scores['iou'], '.3f')}" in card
+    saved = json.loads((trained_run / "best" / "config.json").read_text())["metadata"]["card"]
+    assert saved["training"]["seconds"] > 0 and saved["evaluation"]["metrics"]["miou"] == val["miou"]
+
+
 def test_resume_to_more_steps_is_refused_and_the_way_forward_works(trained_run, tmp_path, capsys):
     import shutil
 

@@ -44,11 +44,14 @@ def test_resume_ends_with_bit_identical_weights(tiny_config, tmp_path):
     with pytest.raises(TrainingInterrupted) as info:
         interrupted.run()
     assert info.value.signum == signal.SIGTERM
-    assert load_training_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 3
+    stopped = load_training_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert stopped["step"] == 3 and stopped["train_seconds"] > 0
 
     resumed = Trainer(config, tmp_path / "resumed", resume=True)
     assert resumed.step == 3
     resumed.run()
+    # The model card's training time counts the steps before the stop too.
+    assert load_training_checkpoint(tmp_path / "resumed" / "last.pt")["train_seconds"] > stopped["train_seconds"]
     a, b = _params(straight.model), _params(resumed.model)
     assert a.keys() == b.keys()
     for key in a:

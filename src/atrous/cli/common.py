@@ -85,3 +85,10 @@ def expand_inputs(inputs: list[str]) -> list[Path]:
         else:
             raise FileNotFoundError(f"input {item} does not exist")
     return paths
+
+
+def command_line(args: argparse.Namespace) -> str:
+    """The command that is running, as a user would type it (``atrous train -c …``), for records."""
+    import shlex
+
+    return " ".join(["atrous", *(shlex.quote(a) for a in getattr(args, "argv", []))])

@@ -37,6 +37,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.transforms import denormalize
     from ..engine.trainer import Trainer
     from ..inference import overlay, save_rgb_png
+    from .common import command_line
 
     config = load_config(DEMO_RECIPE, args.overrides)
     if args.run_dir.exists():
@@ -53,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
             )
     args.run_dir.mkdir(parents=True, exist_ok=True)
     (args.run_dir / DEMO_MARKER).write_text("written by atrous demo: the next demo may replace this folder\n")
-    trainer = Trainer(config, args.run_dir)
+    trainer = Trainer(config, args.run_dir, command=command_line(args))
     print(
         f"Training {config.model.name} on synthetic shapes ({trainer.num_classes} classes, "
         f"{len(trainer.train_set)} train / {len(trainer.val_set)} val images, "

@@ -8,7 +8,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from .common import add_config_options
+from .common import add_config_options, command_line
 
 HELP = "train a model (one process, or several through torchrun)"
 
@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             stem = args.config.stem if args.config else config.model.name
             run_dir = Path("runs") / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
         # A run_dir holding a run is refused by the trainer, before it builds anything.
-    result = Trainer(config, run_dir, resume=args.resume).run()
+    result = Trainer(config, run_dir, resume=args.resume, command=command_line(args)).run()
     if int(os.environ.get("RANK", "0")) != 0:  # under torchrun, one summary: rank 0's
         return 0
     if result.score_name == "miou":

@@ -8,7 +8,8 @@ Everything a run writes goes into its run folder:
     precision.json     what ``train.amp`` resolved to, and the figures behind it
     metrics.jsonl      one JSON object per log step (every loss part) and per evaluation
     last.pt            the latest training checkpoint (``--resume`` continues from it)
-    best/, best.pt     the best model by the task's score (save_pretrained format), its step
+    best/, best.pt     the best model by the task's score (save_pretrained format, with its model
+                       card README.md), its step
     plots/             loss and score curves (and, for semantic runs, per-class IoU and the
                        normalised confusion matrix)
     tensorboard/       when ``train.tensorboard`` is on
@@ -37,6 +38,7 @@ from ..runtime import PrecisionChoice, resolve_device, seed_everything
 from ..utils.atomic import atomic_write_text
 from ..utils.state_dict import load_strict
 from . import distributed as dist_utils
+from .card import card_record
 from .checkpoint import (
     BEST,
     LAST,
@@ -122,11 +124,15 @@ class Trainer:
         *,
         resume: bool | str | os.PathLike = False,
         callbacks: list[Callable[[Trainer, int], None]] | None = None,
+        command: str | None = None,
     ) -> None:
         # Every value checked as load_config checks it: a Config built in Python gets the same rules.
         self.config = validate_config(config)
         self.run_dir = Path(run_dir)
         self.callbacks = callbacks or []
+        self.command = command  # for the model card: the command line that started the run
+        self._seconds_before = 0.0  # training time before a resume (from the checkpoint)
+        self._started: float | None = None
         t = config.train
         self.device = resolve_device(t.device)
         self.dist = dist_utils.init_distributed(self.device)
@@ -233,7 +239,13 @@ class Trainer:
             "metadata": self.metadata,
             "config": self.config.to_dict(),
             "world_size": self.dist.world_size,  # the batch a step sees: a resume must keep it
+            "train_seconds": self.train_seconds(),
         }
+
+    def train_seconds(self) -> float:
+        """Wall time this run has trained (and evaluated) for, resumed segments included."""
+        running = 0.0 if self._started is None else time.perf_counter() - self._started
+        return self._seconds_before + running
 
     def save_checkpoint(self, name: str = LAST) -> Path:
         path = self.run_dir / name
@@ -257,6 +269,7 @@ class Trainer:
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = int(checkpoint["step"])
+        self._seconds_before = float(checkpoint.get("train_seconds", 0.0))
         if path.resolve() == (self.run_dir / LAST).resolve():
             self._saved_step = self.step  # last.pt holds this step: no need to write it again
         # Checkpoints written before the loop was shared name their best score by task.
@@ -348,7 +361,7 @@ class Trainer:
             if t.tensorboard:
                 self._open_tensorboard()
         previous = {s: signal.signal(s, self._handle_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        start_time = time.perf_counter()
+        start_time = self._started = time.perf_counter()
         data_iter = iter(self.train_loader)
         progress = tqdm(
             total=t.steps,
@@ -430,7 +443,8 @@ class Trainer:
         if score > self.best_score:
             self.best_score = score
             if self.dist.is_main:
-                self.model.save_pretrained(self.run_dir / "best", metadata=self.metadata)
+                card = card_record(self, metrics, self.train_seconds())
+                self.model.save_pretrained(self.run_dir / "best", metadata={**self.metadata, "card": card})
                 atomic_torch_save({"step": self.step, self.score_name: score}, self.run_dir / BEST)
         dist_utils.barrier()
         return record

@@ -4,7 +4,8 @@
   with (defaults filled in) as ``model.config``; no family writes its config by hand.
 * :class:`PretrainedMixin` — ``config``, ``metadata``, ``save_pretrained`` and ``task``,
   shared by :class:`~atrous.models.SegmentationModel` and Mask R-CNN.
-* :func:`save_pretrained` — ``model.safetensors`` + ``config.json``, written atomically:
+* :func:`save_pretrained` — ``model.safetensors`` + ``config.json`` + the model card
+  ``README.md`` (:mod:`atrous.models.card`), written atomically:
   each file goes under a temporary name in the target folder and is renamed into place,
   so an interrupted save never leaves a half-written file where a good one was.
 
@@ -17,6 +18,7 @@ import functools
 import inspect
 import json
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,4 +117,19 @@ def save_pretrained(model: Any, directory: str | os.PathLike, *, metadata: dict 
     config = {"format": "atrous", "version": 1, **model.config, "metadata": metadata or {}}
     atomic_write(directory / WEIGHTS_NAME, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     atomic_write_text(directory / CONFIG_NAME, json.dumps(config, indent=2) + "\n")
+    _write_card(directory, config, sum(p.numel() for p in model.parameters()))
     return directory
+
+
+def _write_card(directory: Path, config: dict[str, Any], parameters: int) -> None:
+    """``README.md``: the model card (:mod:`atrous.models.card`), unless the folder holds a
+    README that atrous did not write — the user's own file is never replaced."""
+    from .card import CARD_MARKER, CARD_NAME, render_model_card
+
+    path = directory / CARD_NAME
+    if path.exists():
+        with path.open(encoding="utf-8", errors="replace") as f:
+            if f.readline().rstrip("\n") != CARD_MARKER:
+                warnings.warn(f"{path} was not written by atrous: left as it is, no model card written", stacklevel=3)
+                return
+    atomic_write_text(path, render_model_card(config, parameters=parameters))

@@ -1,0 +1,58 @@
+"""What a run records about itself in the model card of each ``best/`` model
+(:mod:`atrous.models.card` renders it): the command, the data, the training and the
+evaluation at the saved step."""
+
+from __future__ import annotations
+
+import platform
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from .. import __version__
+
+if TYPE_CHECKING:
+    from .trainer import Trainer
+
+
+def describe_hardware(device: torch.device) -> str:
+    """``"NVIDIA H200"`` or ``"AMD EPYC 9R14 (2 threads)"``: what the card says the run ran on."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device.index if device.index is not None else torch.cuda.current_device())
+    from ..runtime import cpu_model
+
+    return f"{cpu_model() or platform.machine()} CPU ({torch.get_num_threads()} threads)"
+
+
+def card_record(trainer: Trainer, metrics: dict[str, Any], seconds: float) -> dict[str, Any]:
+    """``metadata["card"]`` for the model saved at ``trainer.step`` with these validation ``metrics``."""
+    config = trainer.config
+    data, train = config.data, config.train
+    return {
+        "command": trainer.command,
+        "data": {
+            "dataset": data.dataset,
+            "train_split": data.train_split,
+            "val_split": data.val_split,
+            "train_images": len(trainer.train_set),
+            "val_images": len(trainer.val_set),
+        },
+        "training": {
+            "step": trainer.step,
+            "steps": train.steps,
+            "seconds": round(seconds, 1),
+            "hardware": describe_hardware(trainer.device),
+            "processes": trainer.dist.world_size,
+            "precision": trainer.precision_choice.precision,
+            "torch": torch.__version__,
+            "atrous": __version__,
+            "pretrained": config.model.checkpoint_path or config.model.pretrained_backbone,
+        },
+        "evaluation": {
+            "split": data.val_split,
+            "step": trainer.step,
+            "setting": "single scale, as the run evaluates",
+            "images": len(trainer.val_set),
+            "metrics": metrics,
+        },
+    }
