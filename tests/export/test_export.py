@@ -191,7 +191,12 @@ def test_cli_exports_a_saved_model(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "unet_padded" in out and "opset 18" in out and out.count("matches PyTorch") == 2
     path = tmp_path / "saved" / "model.onnx"
-    assert sorted(p.name for p in path.parent.iterdir()) == ["config.json", "model.onnx", "model.safetensors"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.onnx",
+        "model.safetensors",
+    ]
     proto = onnx.load(str(path))
     assert [(o.domain, o.version) for o in proto.opset_import if o.domain in ("", "ai.onnx")] == [("", DEFAULT_OPSET)]
     props = {p.key: p.value for p in proto.metadata_props}

@@ -11,7 +11,7 @@ from atrous.utils.state_dict import StateDictMismatchError, fetch_weights
 def test_save_pretrained_and_load_model_round_trip(tmp_path):
     model = atrous.create_model("deeplabv3plus_resnet18", num_classes=7, output_stride=8, aux=True).eval()
     model.save_pretrained(tmp_path / "run")
-    assert sorted(os.listdir(tmp_path / "run")) == ["config.json", "model.safetensors"]
+    assert sorted(os.listdir(tmp_path / "run")) == ["README.md", "config.json", "model.safetensors"]
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["name"] == "deeplabv3plus_resnet18" and config["num_classes"] == 7
     assert config["output_stride"] == 8 and config["aux"] is True
@@ -45,7 +45,7 @@ def test_failed_save_keeps_the_previous_files(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         atrous.create_model("deeplabv3_resnet18", num_classes=2).save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["config.json", "model.safetensors"]  # no temporary left
+    assert sorted(os.listdir(tmp_path)) == ["README.md", "config.json", "model.safetensors"]  # no temporary left
 
 
 def test_load_model_errors_name_the_file(tmp_path):
