@@ -150,3 +150,24 @@ def test_dilation_keeps_the_field_and_shrinks_the_jump(output_stride):
     for name, (size, jump) in RESNET50_STAGES.items():
         assert stages[name].h.size == size
         assert stages[name].h.jump == min(jump, output_stride)
+
+
+class _Attention(nn.Module):
+    """Squeeze-and-excitation style: a map times its own global average (broadcast)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return x * x.mean(dim=(2, 3), keepdim=True)
+
+
+def test_a_broadcast_global_value_is_pointwise_not_unknown():
+    with torch.device("meta"):
+        model = _Attention()
+    trace = trace_model(model, (15, 15))
+    out = trace.outputs[0].fields.h
+    assert trace.conservative == []  # a global mean and a broadcast product: both modelled
+    assert out.span(7) == (-1, 15)  # the centre pixel: its 3×3 field and the whole map's

@@ -11,8 +11,8 @@ occupies a fraction of the full theoretical receptive field").
 
 :func:`effective_receptive_fields` does that for each backbone stage and for the logits:
 for the centre pixel (h//2, w//2) of the map, ``|∂ Σ_channels y[h//2, w//2] / ∂ x|``
-summed over the input channels and averaged over ``samples`` standard-normal inputs (or
-given images), in evaluation mode (batch norm uses its running statistics, so the
+summed over the input channels and averaged over ``samples`` standard-normal inputs
+(drawn from ``seed``; or given images), in evaluation mode (batch norm uses its running statistics, so the
 samples do not interact). It needs values, so it runs on the CPU, at a modest size.
 
 Each map is summarised by the radius around the field's centre that holds 50 % and 90 %
@@ -60,7 +60,7 @@ class EffectiveField:
             "centre": list(self.centre),
             "radius50": self.radius50,
             "radius90": self.radius90,
-            "theoretical_half_size": list(self.half_size),
+            "theoretical_half_size": [h if np.isfinite(h) else None for h in self.half_size],
             "samples": self.samples,
         }
 

@@ -134,7 +134,10 @@ def plot_effective_field(erf: EffectiveField, path: str | Path, *, title: str = 
 
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
     g = erf.gradient
-    im = ax.imshow(g / g.max() if g.max() > 0 else g, cmap="magma", vmin=0, vmax=1, interpolation="nearest")
+    # Pixel for pixel while the map fits the figure; larger maps are drawn antialiased
+    # (their per-pixel noise, drawn nearest, would make a PNG of a few hundred KB).
+    smooth = "antialiased" if max(g.shape) > 200 else "nearest"
+    im = ax.imshow(g / g.max() if g.max() > 0 else g, cmap="magma", vmin=0, vmax=1, interpolation=smooth)
     cy, cx = erf.centre
     h, w = g.shape
     for radius, style, label in ((erf.radius50, ":", "50 %"), (erf.radius90, "--", "90 %")):

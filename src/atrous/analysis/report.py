@@ -86,13 +86,14 @@ def analyze(
     as it is. ``output_stride`` switches the model (and its twins) first. The adviser
     compares output ``strides`` (``None``: the analysed one only), with FLOPs counted
     unless ``count_flops`` is off (counting makes each walk about twice as long).
+    ``seed`` draws the effective fields' random inputs and the random twin's weights.
     """
     size = _check_size(size, "size")
     if erf:
         _check_size(erf_size, "erf_size")
     if isinstance(model, AnalysisModel):
         arch, label = model.arch, model.name
-        probes = probes_of(model) if erf else []
+        probes = probes_of(model, seed) if erf else []
     else:
         on_meta = next(model.parameters()).is_meta
         arch, label = model, type(model).__name__
@@ -140,12 +141,13 @@ def add_effective_fields(
     return analysis
 
 
-def probes_of(model: AnalysisModel) -> list[tuple[str, nn.Module]]:
-    """(weights label, CPU model): the trained weights if any, then a random twin."""
+def probes_of(model: AnalysisModel, seed: int = 0) -> list[tuple[str, nn.Module]]:
+    """(weights label, CPU model): the trained weights if any, then a random twin
+    initialised from ``seed``."""
     probes = []
     if model.trained is not None:
         probes.append(("trained", model.trained))
-    fresh = model.fresh()
+    fresh = model.fresh(seed)
     if fresh is not None:
         probes.append(("random", fresh))
     return probes

@@ -35,9 +35,15 @@ class AnalysisModel:
         """The weights the effective fields are probed with: "trained", "random" or both."""
         return (["trained"] if self.trained is not None else []) + (["random"] if self._fresh is not None else [])
 
-    def fresh(self) -> nn.Module | None:
-        """The same architecture on the CPU with random (initial) weights."""
-        return None if self._fresh is None else self._fresh()
+    def fresh(self, seed: int = 0) -> nn.Module | None:
+        """The same architecture on the CPU with random (initial) weights, drawn from
+        ``seed`` (the same weights every time, so that figures can be compared across
+        output strides and runs; the global random state is left as it was)."""
+        if self._fresh is None:
+            return None
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._fresh()
 
 
 def load_for_analysis(spec: str | os.PathLike) -> AnalysisModel:

@@ -12,14 +12,16 @@ What each call does to a field:
 
 * ``conv2d``, ``max_pool2d``, ``avg_pool2d``: their kernel, stride, padding and dilation
   (:func:`.fields.conv`); ``conv_transpose2d``: :func:`.fields.transposed`;
-* adaptive pooling: PyTorch's windows (:func:`.fields.window`; one bin is global pooling);
+* adaptive pooling: PyTorch's windows (:func:`.fields.window`; one bin is global pooling),
+  and reductions (``mean``, ``sum``, ``amax`` …) over height or width: the whole axis;
 * ``interpolate``: :func:`.fields.resize`; ``pad``, slicing, ``narrow`` and
   ``index_select`` with an ``arange``-derived index (the U-Net's mirror padding): a shift
   of the start (:func:`.fields.pad`, :func:`.fields.select`);
 * anything else whose output keeps its inputs' height and width — activations, norms,
   dropout, additions, products, ``cat`` of channels, ``where`` — is pointwise: the
   union of its inputs' fields (:func:`.fields.union`), exact for a chain and the largest
-  of parallel branches;
+  of parallel branches; an input of one pixel along an axis is broadcast (its one cell,
+  read by every pixel);
 * any other call that changes or loses the height and width (a flatten, a matrix
   product over positions, a reduction) is taken to see the whole map
   (:func:`.fields.whole`): never smaller than the truth. Such calls are listed in
@@ -179,6 +181,9 @@ class _FieldMode(TorchFunctionMode):
             torch.concatenate: self._cat,
             torch.stack: self._cat,
         }
+        for reduction in ("mean", "sum", "amax", "amin", "max", "min", "logsumexp"):
+            self.handlers[getattr(torch, reduction)] = self._reduce
+            self.handlers[getattr(torch.Tensor, reduction)] = self._reduce
 
     # --- bookkeeping ---------------------------------------------------------------
 
@@ -236,13 +241,32 @@ class _FieldMode(TorchFunctionMode):
 
     def _default(self, func, tracked: list[torch.Tensor], out: torch.Tensor) -> Spatial:
         size = _spatial(out)
-        same = size is not None and all(_spatial(t) in (size, None) for t in tracked)
-        if same and func not in _MOVES_PIXELS:
-            return Spatial(*(rf.union(self.fields[id(t)].axis(a) for t in tracked) for a in (0, 1)))
+        if size is not None and func not in _MOVES_PIXELS:
+            aligned = [self._broadcast(t, size) for t in tracked]
+            if all(f is not None for f in aligned):
+                return Spatial(*(rf.union(f.axis(a) for f in aligned) for a in (0, 1)))
         name = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
         if name not in self.conservative:
             self.conservative.append(name)
         return self._whole(tracked)
+
+    def _broadcast(self, t: torch.Tensor, size: tuple[int, int]) -> Spatial | None:
+        """``t``'s fields on an output of ``size`` pixel by pixel: its own where its size
+        is the output's, a single cell repeated where it broadcasts (a pooled 1×1 map
+        times a feature map), ``None`` where neither holds. A tensor that is not a map
+        (flattened earlier) already sees its whole input and passes as it is."""
+        fields, own = self.fields[id(t)], _spatial(t)
+        if own is None:
+            return fields
+        axes = []
+        for a in (0, 1):
+            if own[a] == size[a]:
+                axes.append(fields.axis(a))
+            elif own[a] == 1:
+                axes.append(rf.resize(fields.axis(a), 1, size[a], "nearest"))
+            else:
+                return None
+        return Spatial(*axes)
 
     def _whole(self, tracked: list[torch.Tensor]) -> Spatial:
         axes = []
@@ -413,6 +437,24 @@ class _FieldMode(TorchFunctionMode):
         axis = dim % 4 - 2
         moved = rf.select(fx.axis(axis), start)
         return Spatial(moved, fx.w) if axis == 0 else Spatial(fx.h, moved)
+
+    def _reduce(self, args, kwargs, tracked, out):
+        """A reduction: over height or width it sees that whole axis (global pooling written
+        as ``mean``); over batch or channels it is pointwise."""
+        first = self._first([args[0]]) if id(args[0]) in self.fields else None
+        if first is None:
+            return None
+        _, fx, size = first
+        dim = _arg(args, kwargs, 1, "dim")
+        if dim is None:
+            dims = {0, 1, 2, 3}
+        elif isinstance(dim, int):
+            dims = {dim % 4}
+        elif isinstance(dim, list | tuple):
+            dims = {int(d) % 4 for d in dim}
+        else:
+            return None  # max(x, other): elementwise, the default's union
+        return Spatial(*(rf.whole(fx.axis(a), size[a]) if 2 + a in dims else fx.axis(a) for a in (0, 1)))
 
     def _cat(self, args, kwargs, tracked, out):
         dim = int(_arg(args, kwargs, 1, "dim", 0))
