@@ -61,16 +61,19 @@ class FieldRow:
     covers_input: bool
 
     def as_dict(self) -> dict:
-        axis = lambda f: {"size": f.size, "jump": f.jump, "start": f.start, "slack": f.slack}  # noqa: E731
         return {
             "part": self.part,
             "name": self.name,
             "label": self.label,
             "shape": list(self.shape),
-            "h": axis(self.h),
-            "w": axis(self.w),
+            "h": _axis_dict(self.h),
+            "w": _axis_dict(self.w),
             "covers_input": self.covers_input,
         }
+
+
+def _axis_dict(f: Field) -> dict:
+    return {"size": f.size, "jump": f.jump, "start": f.start, "slack": f.slack}
 
 
 def receptive_fields(

@@ -12,6 +12,7 @@ HELP = "show what atrous convolution does in a model: receptive fields, valid we
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model",
+        metavar="MODEL",
         help="a registered model name (random weights, built on the meta device), or a saved model folder, "
         "a run folder or a checkpoint (trained weights)",
     )
@@ -19,13 +20,16 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         "--size", type=int, nargs=2, metavar=("H", "W"), default=[513, 513], help="input size (default 513 513)"
     )
     parser.add_argument(
-        "--output-stride", type=int, help="analyse at output stride 8, 16 or 32 (default: the model's own)"
+        "--output-stride", type=int, metavar="N", help="analyse at output stride 8, 16 or 32 (default: the model's own)"
     )
-    parser.add_argument("--json", type=Path, help="also write every figure of the report to this JSON file")
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", help="also write every number of the report to this JSON file"
+    )
     parser.add_argument(
         "-o",
         "--output-dir",
         type=Path,
+        metavar="DIR",
         help="write the plots here: the valid-weight curve, the model's dilated convolutions on it, and an "
         "effective-receptive-field heat map per stage",
     )
@@ -38,7 +42,11 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="input size of the effective-receptive-field probe, which runs on the CPU (default 97 97)",
     )
     parser.add_argument(
-        "--erf-samples", type=int, default=2, help="random inputs the effective fields average over (default 2)"
+        "--erf-samples",
+        type=int,
+        default=2,
+        metavar="N",
+        help="random inputs the effective fields average over (default 2)",
     )
     parser.add_argument(
         "--no-erf", action="store_true", help="skip the effective receptive fields (the only slow part)"
