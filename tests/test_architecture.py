@@ -18,17 +18,18 @@ PACKAGE = SRC / "atrous"
 
 # part → the parts it must never import (the arrows that must not exist).
 FORBIDDEN: dict[str, tuple[str, ...]] = {
-    "utils": ("layers", "backbones", "models", "data", "losses", "metrics", "inference", "engine", "cli"),
-    "layers": ("backbones", "models", "data", "inference", "engine", "cli"),
-    "backbones": ("models", "data", "inference", "engine", "cli"),
-    "models": ("engine", "data", "inference", "cli"),
-    "data": ("layers", "backbones", "models", "losses", "metrics", "inference", "engine", "cli"),
-    "losses": ("models", "backbones", "inference", "engine", "cli"),
-    "metrics": ("models", "backbones", "inference", "engine", "cli"),
-    "inference": ("engine", "cli"),
-    "engine": ("cli",),
-    "benchmark": ("cli",),
-    "serve": ("cli", "engine"),
+    "utils": ("layers", "backbones", "models", "data", "losses", "metrics", "inference", "engine", "cli", "analysis"),
+    "layers": ("backbones", "models", "data", "inference", "engine", "cli", "analysis"),
+    "backbones": ("models", "data", "inference", "engine", "cli", "analysis"),
+    "models": ("engine", "data", "inference", "cli", "analysis"),
+    "data": ("layers", "backbones", "models", "losses", "metrics", "inference", "engine", "cli", "analysis"),
+    "losses": ("models", "backbones", "inference", "engine", "cli", "analysis"),
+    "metrics": ("models", "backbones", "inference", "engine", "cli", "analysis"),
+    "inference": ("engine", "cli", "analysis"),
+    "engine": ("cli", "analysis"),
+    "benchmark": ("cli", "analysis"),
+    "serve": ("cli", "engine", "analysis"),
+    "analysis": ("engine", "cli", "serve", "data", "losses", "metrics"),
 }
 
 

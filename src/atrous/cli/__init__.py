@@ -28,6 +28,7 @@ SUBCOMMANDS = {
         "bench",
         "quantize",
         "serve",
+        "analyze",
     )
 }
 
