@@ -10,7 +10,7 @@ import pytest
 import torch
 from sklearn.metrics import jaccard_score
 
-from atrous.engine.report import ReportCollector, build_report, report_json, summary_text
+from atrous.engine.report import ReportCollector, build_report, report_json, summary_text, write_report
 from atrous.engine.report.errors import BadImage, WorstImages, confused_pairs, error_panel, image_miou
 from atrous.engine.report.html import render_html
 from atrous.engine.report.sample import PixelSample
@@ -92,7 +92,7 @@ def test_error_panel_colours():
     assert tuple(errors[0, 0]) == (70, 70, 70)  # right: the image darkened
 
 
-def test_one_pass_becomes_a_consistent_report():
+def test_one_pass_becomes_a_consistent_report(tmp_path):
     collector = ReportCollector(C, probabilities=False, worst=2, seed=0)
     matrix = ConfusionMatrix(C)
     for seed in range(3):
@@ -123,3 +123,10 @@ def test_one_pass_becomes_a_consistent_report():
     assert "mIoU" in summary_text(record)
     with pytest.raises(RuntimeError, match="do not add up"):
         build_report(collected, matrix.compute(), np.zeros((C, C)), names, [(0, 0, 0)] * 3, settings={})
+    # written: an earlier report's pictures under the report's names go, other files stay
+    (tmp_path / "worst_05.png").write_bytes(b"older")
+    (tmp_path / "notes.txt").write_text("mine")
+    write_report(tmp_path, report)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == sorted(["notes.txt", *json.loads((tmp_path / "report.json").read_text())["files"]])
+    assert "worst_05.png" not in names and (tmp_path / "notes.txt").read_text() == "mine"

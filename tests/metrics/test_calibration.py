@@ -49,20 +49,20 @@ def test_bin_edges_are_right_closed():
 
 
 def test_perfectly_calibrated_pixels_have_ece_near_zero():
-    z, labels = synthetic(100_000, 5, 1.0, seed=1)
+    z, labels = synthetic(60_000, 5, 1.0, seed=1)
     confidence, predicted = top_label(z)
     assert expected_calibration_error(confidence, predicted == labels) < 0.01
 
 
 def test_overconfident_pixels_have_a_large_ece():
-    z, labels = synthetic(50_000, 5, 3.0, seed=2)  # the truth is three times softer than z says
+    z, labels = synthetic(20_000, 5, 3.0, seed=2)  # the truth is three times softer than z says
     confidence, predicted = top_label(z)
     assert expected_calibration_error(confidence, predicted == labels) > 0.15
 
 
 @pytest.mark.parametrize("true_t", [0.5, 2.0])
 def test_temperature_scaling_recovers_a_known_temperature(true_t):
-    z, labels = synthetic(30_000, 6, true_t, seed=3)
+    z, labels = synthetic(20_000, 5, true_t, seed=3)
     fitted = fit_temperature(z, labels)
     assert fitted == pytest.approx(true_t, rel=0.05)
     # the fit minimises the NLL: nearby temperatures do worse

@@ -109,11 +109,12 @@ def resampled_matrices(matrices: np.ndarray, indices: np.ndarray) -> np.ndarray:
     """
     matrices = np.asarray(matrices)
     num_images, c, _ = matrices.shape
+    flat = matrices.reshape(num_images, c * c).astype(np.float64, copy=False)
     resamples = indices.shape[0]
     offsets = np.arange(resamples)[:, None] * num_images
     weights = np.bincount((indices + offsets).ravel(), minlength=resamples * num_images)
     weights = weights.reshape(resamples, num_images).astype(np.float64)
-    return (weights @ matrices.reshape(num_images, c * c).astype(np.float64)).reshape(resamples, c, c)
+    return (weights @ flat).reshape(resamples, c, c)
 
 
 def bootstrap_iou(
@@ -148,6 +149,7 @@ def paired_difference(
 
 
 def _draw_iou(matrices: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    matrices = np.asarray(matrices, dtype=np.float64)  # once, not per chunk (2000 ADE20K images: 360 MB)
     return np.concatenate(
         [class_iou(resampled_matrices(matrices, indices[i : i + _CHUNK])) for i in range(0, len(indices), _CHUNK)]
     )
