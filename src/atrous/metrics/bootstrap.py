@@ -1,6 +1,6 @@
 """Confidence intervals for mIoU and per-class IoU by the bootstrap over images (Efron 1979,
 "Bootstrap Methods: Another Look at the Jackknife"; the percentile interval of Efron &
-Tibshirani 1993, "An Introduction to the Bootstrap", §13.3).
+Tibshirani 1993, "An Introduction to the Bootstrap", chapter 13).
 
 An evaluation set is a sample of images; another sample of the same size would give
 another mIoU. The bootstrap estimates that spread from the set itself: keep one C×C

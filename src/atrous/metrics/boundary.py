@@ -5,7 +5,7 @@ boundary grows with its perimeter, so a large object's outline can be poor at a 
 IoU. Two measures look at the outline alone.
 
 **Boundary IoU** (Cheng et al., CVPR 2021, "Boundary IoU: Improving Object-Centric Image
-Segmentation Evaluation", §4, as their boundary-iou-api and detectron2 compute it). The
+Segmentation Evaluation", as their boundary-iou-api and detectron2 compute it). The
 boundary region of a binary mask ``M`` is ``M_d = M − erode(M, d)``: the pixels of ``M``
 within ``d`` pixels of a pixel outside it, the image border counting as outside. ``d`` is
 ``dilation_ratio × image diagonal``, rounded, at least 1 (ratio 0.02, the paper's choice).
@@ -14,9 +14,10 @@ boundary regions of the ground-truth and predicted masks of the class, the sums 
 and over the pixels whose ground truth is not ignored (an ignored pixel is outside the
 ground-truth mask, so ignored borders do make ground-truth boundaries).
 
-**Trimap accuracy** (DeepLab v1 §4.2, after Kohli et al. 2009, "Robust Higher Order
-Potentials for Enforcing Label Consistency"): pixel accuracy restricted to a band around
-the ground-truth label boundaries. A pixel lies in the band of width ``d`` when the
+**Trimap accuracy** (Kohli et al. 2009, "Robust Higher Order Potentials for Enforcing
+Label Consistency", who score the band's pixel error — this is its complement; DeepLab v1,
+Chen et al. ICLR 2015, scores the same band, its "trimap", with mean IoU): pixel accuracy
+restricted to a band around the ground-truth label boundaries. A pixel lies in the band of width ``d`` when the
 ``(2d + 1) × (2d + 1)`` square centred on it (clipped at the image border) holds more than
 one ground-truth label, the ignore label counting as a label — so the band follows void
 boundaries too (VOC marks every object outline void) — and ignored pixels in it are not

@@ -234,7 +234,7 @@ def _definitions(record: dict[str, Any]) -> str:
         "the 2.5th and 97.5th percentiles of the metric.",
         "Boundary IoU": "Cheng et al., CVPR 2021: per class, Σ|G_d ∩ P_d| / Σ|G_d ∪ P_d| where M_d is a mask "
         "minus its erosion by d = 0.02 × image diagonal (at least 1 px); ignored pixels excluded.",
-        "Trimap accuracy": "DeepLab v1 §4.2 / Kohli et al. 2009: pixel accuracy of pixels whose (2d+1)² square "
+        "Trimap accuracy": "Kohli et al. 2009 (DeepLab v1's trimap): pixel accuracy of pixels whose (2d+1)² square "
         "holds more than one ground-truth label (void counted as a label); void pixels not scored.",
         "ECE": "Guo et al. 2017: 15 equal-width bins of the top-label confidence, Σ |B|/n · |accuracy − confidence|.",
         "Temperature": "One T > 0 minimising the NLL of softmax(z / T) on these pixels; labels never change.",
