@@ -108,7 +108,10 @@ def _outlines(record: dict[str, Any]) -> str:
     trimap = record["trimap"]
     rows = [[f"{d} px", pct(trimap["accuracy"][str(d)]), f"{trimap['pixels'][str(d)]:,}"] for d in trimap["widths"]]
     distance = record["boundary"]["distance_px"]
-    d_text = "" if distance is None else f" (d = {distance['min']}–{distance['max']} px on these images)"
+    d_text = ""
+    if distance is not None:
+        span = str(distance["min"]) if distance["min"] == distance["max"] else f"{distance['min']}–{distance['max']}"
+        d_text = f" (d = {span} px on these images)"
     return (
         "<h2>Outlines</h2>"
         f"<p>Boundary mIoU {pct(record['boundary']['miou'])} %{escape(d_text)}; per class in the table above.</p>"
@@ -133,16 +136,12 @@ def _calibration(record: dict[str, Any], figures: dict[str, bytes]) -> str:
     if figure is not None:
         text += f"<figure>{_img(figure, 'reliability diagram')}<figcaption>Reliability diagram.</figcaption></figure>"
     rows = [
-        [
-            f"{b['low']:.3f}–{b['high']:.3f}",
-            f"{b['count']:,}",
-            pct(b["confidence"]),
-            pct(b["accuracy"]),
-            pct(s["accuracy"]),
-        ]
+        [f"{b['low']:.3f}–{b['high']:.3f}"]
+        + [cell for bins in (b, s) for cell in (f"{bins['count']:,}", pct(bins["confidence"]), pct(bins["accuracy"]))]
         for b, s in zip(c["reliability"], c["reliability_scaled"], strict=True)
     ]
-    header = ["confidence bin", "pixels", "mean confidence %", "accuracy %", "accuracy % (bins after T)"]
+    header = ["confidence bin", "pixels", "mean confidence %", "accuracy %"]
+    header += ["pixels with T", "mean confidence % with T", "accuracy % with T"]
     return "<h2>Calibration</h2>" + text + _table(header, rows)
 
 
@@ -150,7 +149,8 @@ def _objects(record: dict[str, Any]) -> str:
     o = record["objects"]
     rows = [[escape(name), str(s["objects"]), pct(s["mean_iou"])] for name, s in o["sizes"].items()]
     thresholds = ", ".join(
-        f"{name} {low}–{'' if high is None else high} px" for name, (low, high) in o["area_px"].items()
+        f"{name} ≥ {low} px" if high is None else f"{name} {low}–{high - 1} px"
+        for name, (low, high) in o["area_px"].items()
     )
     per_class = [
         [escape(cls)] + [f"{pct(b['mean_iou'])} ({b['objects']})" for b in buckets.values()]
