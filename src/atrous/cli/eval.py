@@ -1,4 +1,5 @@
-"""``atrous eval``: dataset-level metrics, single scale or multi-scale + flip."""
+"""``atrous eval``: dataset-level metrics, single scale or multi-scale + flip; with ``--report DIR``
+an evaluation that explains itself (:mod:`atrous.cli.eval_report`, docs/evaluation.md)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 from pathlib import Path
 
 from .common import add_config_options, add_precision_option, add_tta_options, resolve_scales, run_config_path
+from .eval_report import add_report_options, check_report_options, run_report
 
 HELP = "evaluate a trained model on a dataset split"
 
@@ -24,8 +26,12 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="also write the metrics to this JSON file (checked before the evaluation; the table is printed first)",
     )
     parser.add_argument(
-        "--overwrite", action="store_true", help="replace the --json file if it already exists (never a model file)"
+        "--overwrite",
+        action="store_true",
+        help="replace the --json file if it already exists, write into a non-empty --report folder, replace the "
+        "model's temperature.json with --fit-temperature (never another model file)",
     )
+    add_report_options(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
 
     config_path = run_config_path(args.model, args.config, "say which dataset to evaluate on")
     config = load_config(config_path, args.overrides)
+    plan = check_report_options(args, config_path, config)  # None without --report
     if args.json is not None:
         _check_json(args, config_path, config)
     scales = resolve_scales(args, list(config.eval.scales))
@@ -52,6 +59,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model = load_inference_model(args.model, args.precision).to(device)
     if task_of(model) == "instance":
+        if plan is not None:
+            raise ValueError("--report applies to semantic models; this is an instance model (Mask R-CNN)")
         return _run_instance(args, config, model, device)
     if output_stride:
         model.set_output_stride(output_stride)
@@ -62,6 +71,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"the model predicts {model.num_classes} classes but the dataset has {dataset.num_classes}")
     _warn_if_classes_differ(model, dataset)
     loader = DataLoader(dataset, batch_size=data.val_batch_size, num_workers=data.workers)
+    collector = None
+    if plan is not None:
+        from ..engine.report import ReportCollector
+        from ..inference.tta import returns_probabilities
+
+        # Logits with one scale and no flip (and for the unpadded U-Net's overlap-tile), else
+        # averaged probabilities: the calibration sample keeps log-probabilities then.
+        collector = ReportCollector(
+            model.num_classes, probabilities=returns_probabilities(scales, flip), worst=plan.worst, seed=plan.seed
+        )
     with torch.inference_mode():
         matrix = evaluate(
             path,  # the inference path `atrous predict` builds for this --precision
@@ -73,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
             tile=tile,
             tile_overlap=config.eval.tile_overlap,
+            on_batch=collector,
         )
     metrics = matrix.compute()
     names = list(getattr(dataset, "class_names", [str(i) for i in range(model.num_classes)]))
@@ -82,6 +102,34 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"precision {path.precision}: {path.choice.summary()}")
     print(format_table(metrics, names))
+    if plan is not None:
+        settings = {
+            "model": str(args.model),
+            "config": str(config_path),
+            "split": args.split or data.val_split,
+            "scales": scales,
+            "flip": flip,
+            "output_stride": model.output_stride,
+            "tile": tile,
+            "precision": path.precision,
+            # what the compared run needs to resolve its own path (left out of the record)
+            "precision_flag": args.precision,
+            "output_stride_flag": output_stride,
+            "tile_overlap": config.eval.tile_overlap,
+        }
+        context = {
+            "model": model,
+            "device": device,
+            "loader": loader,
+            "settings": settings,
+            "collector": collector,
+            "metrics": metrics,
+            "matrix": matrix.matrix,
+            "names": names,
+            "palette": _palette(model, dataset),
+            "image_names": _image_names(dataset),
+        }
+        return run_report(args, plan, context)
     if args.json:
         record = {
             "scales": scales,
@@ -93,6 +141,24 @@ def run(args: argparse.Namespace) -> int:
         }
         _write_json(args.json, record)
     return 0
+
+
+def _palette(model, dataset) -> list:
+    from ..data.palette import default_palette
+
+    palette = getattr(dataset, "palette", None) or (getattr(model, "metadata", None) or {}).get("palette")
+    return [tuple(c) for c in palette] if palette else default_palette(model.num_classes)
+
+
+def _image_names(dataset) -> list[str] | None:
+    """File names of the split's images, in evaluation order, when the dataset has files."""
+    samples = getattr(dataset, "samples", None)
+    if not samples:
+        return None
+    try:
+        return [Path(sample[0]).name for sample in samples]
+    except (TypeError, IndexError):
+        return None
 
 
 def _check_json(args: argparse.Namespace, config_path: Path, config) -> None:

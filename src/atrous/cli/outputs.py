@@ -239,6 +239,7 @@ def add_model_files(reads: Reads, model: str | os.PathLike | None, *, int8: bool
     from ..engine.checkpoint import BEST, LAST
     from ..inference.int8 import INFO_NAME, MODEL_BIN, MODEL_XML
     from ..inference.loading import INT8_FOLDER
+    from ..inference.temperature import TEMPERATURE_NAME
     from ..inference.torchvision_models import is_torchvision_spec
     from ..models.pretrained import CONFIG_NAME, WEIGHTS_NAME
 
@@ -253,7 +254,7 @@ def add_model_files(reads: Reads, model: str | os.PathLike | None, *, int8: bool
     else:
         return  # loading will say it does not exist
     names = {CONFIG_NAME, WEIGHTS_NAME, LAST, BEST, INFO_NAME, MODEL_XML, MODEL_BIN}
-    names |= {"config.yaml", "metrics.jsonl", "precision.json", "confusion_matrix.npy"}
+    names |= {"config.yaml", "metrics.jsonl", "precision.json", "confusion_matrix.npy", TEMPERATURE_NAME}
     suffixes = {".safetensors", ".pt", ".pth", ".ckpt"}
     runs = [folder]
     if (folder.parent / "config.yaml").is_file():  # a run's best/ or int8/: the run is the model's too

@@ -92,6 +92,12 @@ def run(args: argparse.Namespace) -> int:
         tile=args.tile,
     )
     print(f"atrous predict: precision {predictor.precision}: {predictor.path.choice.summary()}", file=sys.stderr)
+    if args.probabilities and predictor.temperature is not None:
+        print(
+            f"atrous predict: probabilities temperature-scaled by T = {predictor.temperature:.4g} "
+            "(the model's temperature.json; labels are unchanged)",
+            file=sys.stderr,
+        )
     out_of_memory = (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))
     failed = []
     for path, name in tqdm(list(zip(paths, names, strict=True)), desc="predict", unit="image", disable=len(paths) < 2):

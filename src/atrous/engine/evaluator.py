@@ -7,7 +7,7 @@ an image's labels from: the labels scored here are the labels prediction writes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -34,12 +34,19 @@ def evaluate(
     ignore_index: int = IGNORE_INDEX,
     tile: int | None = None,
     tile_overlap: float = 0.25,
+    on_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
 ) -> ConfusionMatrix:
     """Accumulate one dataset-level confusion matrix over ``loader`` (reduced across ranks).
 
     ``model``: a module, run as it is under ``autocast_dtype`` (the trainer's model
     mid-run), or the :class:`~atrous.inference.InferencePath` ``atrous predict`` builds
     (``atrous eval``: the same fast copy, precision and layout).
+
+    ``on_batch(images, masks, scores, labels)``, when given, sees every batch before it is
+    counted: the normalised images, the masks, the float32 scores (B, C, H, W) — logits with
+    one scale and no flip, else averaged probabilities
+    (:func:`~atrous.inference.tta.returns_probabilities`) — and the labels counted
+    (``atrous eval --report`` takes its per-image figures from there).
     """
     if isinstance(model, InferencePath):
         if autocast_dtype is not None:
@@ -55,9 +62,15 @@ def evaluate(
             images = images.to(device, non_blocking=True)
             masks = masks.to(device, non_blocking=True)
             if tile is None:
-                labels = predict_batch(run, images, scales=scales, flip=flip).argmax(dim=1)
+                scores = predict_batch(run, images, scales=scales, flip=flip)
+                labels = scores.argmax(dim=1)
             else:
-                labels, _ = predict_windows(run, images, tile=tile, overlap=tile_overlap, scales=scales, flip=flip)
+                keep = on_batch is not None
+                labels, scores = predict_windows(
+                    run, images, tile=tile, overlap=tile_overlap, scales=scales, flip=flip, keep_scores=keep
+                )
+            if on_batch is not None:
+                on_batch(images, masks, scores, labels)
             matrix.update(labels.long(), masks)
     finally:
         run.model.train(was_training)

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from ..models import SegmentationModel, load_model, rebuild_model
+from .temperature import read_temperature
 
 
 def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
@@ -16,6 +17,9 @@ def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
     * a training checkpoint (``last.pt``), which records how its model was built;
     * ``torchvision:NAME`` — torchvision's pretrained VOC-label segmentation weights
       (:func:`atrous.inference.torchvision_models.load_torchvision_model`).
+
+    A model loaded from a folder carries ``model.temperature``: the temperature of the
+    folder's ``temperature.json`` (:mod:`atrous.inference.temperature`), else ``None``.
     """
     from .torchvision_models import is_torchvision_spec, load_torchvision_model
 
@@ -23,11 +27,14 @@ def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
         return load_torchvision_model(str(path))
     path = Path(path)
     if path.is_dir():
-        if (path / "config.json").is_file():
-            return load_model(path)
-        if (path / "best" / "config.json").is_file():
-            return load_model(path / "best")
-        raise FileNotFoundError(f"{path} holds neither a saved model (config.json) nor a run's best/ model")
+        folder = model_folder(path)
+        if folder is None:
+            raise FileNotFoundError(f"{path} holds neither a saved model (config.json) nor a run's best/ model")
+        model = load_model(folder)
+        # A fitted temperature (temperature.json beside config.json) travels with the model:
+        # Predictor scales the probabilities it returns by it.
+        model.temperature = read_temperature(folder)
+        return model
     if path.is_file():
         from ..utils.checkpoint_file import load_training_checkpoint
 
@@ -36,6 +43,16 @@ def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
             checkpoint["model_config"], checkpoint["model"], metadata=checkpoint.get("metadata", {}), source=str(path)
         )
     raise FileNotFoundError(f"model {path} does not exist")
+
+
+def model_folder(path: str | os.PathLike) -> Path | None:
+    """The folder whose ``config.json`` :func:`load_trained_model` reads for the folder
+    ``path`` (``path`` itself, or a run's ``best/``), or ``None`` when it holds neither."""
+    path = Path(path)
+    for folder in (path, path / "best"):
+        if (folder / "config.json").is_file():
+            return folder
+    return None
 
 
 #: The folder inside a run where ``atrous quantize`` writes the int8 model.

@@ -40,6 +40,7 @@ from ..data.palette import default_palette
 from ..models import task_of
 from .fast import inference_path
 from .memory import MemoryModel, format_bytes, measure_memory, parse_bytes, plan_tiles
+from .temperature import check_temperature, scaled_probabilities
 from .tta import predict_batch, predict_windows, returns_probabilities
 from .visualize import overlay
 
@@ -118,6 +119,10 @@ class Predictor:
             the normalised image and the label map; the model's weights are not counted.
         scales, flip: test-time augmentation (DeepLab v3 §4.3), applied per window.
         palette: colours for overlays (default: ``model.metadata``'s).
+        temperature: divides the log-probabilities before the softmax of ``probabilities=True``
+            output (:mod:`atrous.inference.temperature`; labels never change). Default: the
+            model's own ``model.temperature`` — what the loader read from the model folder's
+            ``temperature.json`` — else none.
     """
 
     def __init__(
@@ -137,6 +142,7 @@ class Predictor:
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
         palette: Sequence[Sequence[int]] | None = None,
+        temperature: float | None = None,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -165,6 +171,9 @@ class Predictor:
         self.memory_budget = parse_bytes(memory_budget)
         self.scales = tuple(float(s) for s in scales)
         self.flip = flip
+        if temperature is None:
+            temperature = getattr(model, "temperature", None)
+        self.temperature = None if temperature is None else check_temperature(temperature, "temperature")
         palette = palette or meta.get("palette")
         self.palette = [tuple(int(v) for v in c) for c in palette] if palette else None
         self._memory: MemoryModel | None = None
@@ -233,8 +242,8 @@ class Predictor:
                 flip=self.flip,
                 keep_scores=probabilities,
             )
-        if probabilities and probs is not None and not self._returns_probabilities():
-            probs = probs.softmax(dim=1)
+        if probabilities and probs is not None:
+            probs = scaled_probabilities(probs, logits=not self._returns_probabilities(), temperature=self.temperature)
         num_classes = self.num_classes or int(labels.max()) + 1
         palette = self.palette or default_palette(num_classes)
         return Prediction(
