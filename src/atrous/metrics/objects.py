@@ -18,9 +18,8 @@ the detection evaluation's "area" ranges): *small* below 32² = 1024, *medium* f
 below 96² = 9216, *large* from 9216. They were set for COCO's ~640×480 images; on much
 larger images more objects are large.
 
-Connected components are labelled here with numpy (runs of pixels joined by hooking and
-pointer jumping; atrous does not depend on scipy), numbered in raster order of each
-component's first pixel, as ``scipy.ndimage.label`` numbers them (the tests compare the two).
+Connected components are ``scipy.ndimage.label``'s, numbered in raster order of each
+component's first pixel.
 """
 
 from __future__ import annotations
@@ -29,60 +28,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import ndimage
 
 from ..data.constants import IGNORE_INDEX
 
+_EIGHT_CONNECTED = np.ones((3, 3), dtype=bool)
 SIZES = (("small", 0, 32**2), ("medium", 32**2, 96**2), ("large", 96**2, None))
 
 
 def connected_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """8-connected components of a boolean (H, W) mask: ``(labels, count)``, labels int64
-    with 0 outside the mask and 1..count inside, numbered in raster order.
-
-    The mask is cut into horizontal runs; a run touches the runs of the row above that
-    overlap it or meet it at a corner. Those touches are the edges of a small graph (runs,
-    not pixels) whose components are found by hooking and pointer jumping: each round
-    points the root of every edge's larger end at the smaller root, then follows pointers
-    until each run points at its root; the rounds end when every edge joins one root. Roots
-    only ever decrease, so each component ends at its first run in raster order — whose
-    first pixel is the component's first — and is numbered by it.
-    """
-    mask = np.asarray(mask, dtype=bool)
-    height, width = mask.shape
-    starts = mask.copy()
-    starts[:, 1:] &= ~mask[:, :-1]
-    # every mask pixel's run, as the flat index of the run's first pixel
-    position = np.arange(height * width, dtype=np.int64).reshape(height, width)
-    run_start = np.maximum.accumulate(np.where(starts, position, -1), axis=1)
-    ordinal = np.cumsum(starts.ravel()) - 1  # run number at each run's first pixel
-    count = int(starts.sum())
-    if count == 0:
-        return np.zeros((height, width), dtype=np.int64), 0
-    sources, targets = [], []
-    for dx in (-1, 0, 1):  # the pixel above-left, above, above-right
-        lo, hi = max(0, -dx), width - max(0, dx)
-        touching = mask[1:, lo:hi] & mask[:-1, lo + dx : hi + dx]
-        sources.append(ordinal[run_start[1:, lo:hi][touching]])
-        targets.append(ordinal[run_start[:-1, lo + dx : hi + dx][touching]])
-    edges = np.unique(np.concatenate(sources) * count + np.concatenate(targets))
-    u, v = edges // count, edges % count
-    root = np.arange(count)
-    while True:
-        ru, rv = root[u], root[v]
-        if np.array_equal(ru, rv):
-            break
-        smaller = np.minimum(ru, rv)
-        np.minimum.at(root, ru, smaller)
-        np.minimum.at(root, rv, smaller)
-        while True:
-            jumped = root[root]
-            if np.array_equal(jumped, root):
-                break
-            root = jumped
-    _, numbered = np.unique(root, return_inverse=True)
-    labels = np.zeros((height, width), dtype=np.int64)
-    labels[mask] = numbered[ordinal[run_start[mask]]] + 1
-    return labels, int(numbered.max()) + 1
+    with 0 outside the mask and 1..count inside, numbered in raster order of each
+    component's first pixel (``scipy.ndimage.label``)."""
+    labels, count = ndimage.label(np.asarray(mask, dtype=bool), structure=_EIGHT_CONNECTED)
+    return labels.astype(np.int64, copy=False), int(count)
 
 
 @dataclass(frozen=True)
