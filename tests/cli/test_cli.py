@@ -62,6 +62,11 @@ def test_the_best_model_carries_the_card_of_its_run(trained_run):
         assert f"| {name} | {'—' if scores['iou'] is None else format(scores['iou'], '.3f')}" in card
     saved = json.loads((trained_run / "best" / "config.json").read_text())["metadata"]["card"]
     assert saved["training"]["seconds"] > 0 and saved["evaluation"]["metrics"]["miou"] == val["miou"]
+    # Bootstrap intervals over the 4 validation images, as atrous.metrics.bootstrap computes them.
+    intervals = saved["evaluation"]["intervals"]
+    assert intervals["resamples"] == 1000 and intervals["seed"] == 0
+    low, high = intervals["miou"]
+    assert 0 <= low <= high <= 1 and f"| **mIoU** | **{val['miou']:.3f}** | [{low:.3f}, {high:.3f}] |" in card
 
 
 def test_resume_to_more_steps_is_refused_and_the_way_forward_works(trained_run, tmp_path, capsys):

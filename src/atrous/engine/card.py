@@ -54,5 +54,6 @@ def card_record(trainer: Trainer, metrics: dict[str, Any], seconds: float) -> di
             "setting": "single scale, as the run evaluates",
             "images": len(trainer.val_set),
             "metrics": metrics,
+            "intervals": trainer.task.score_intervals(),
         },
     }

@@ -99,3 +99,12 @@ def broadcast_object(value: T, src: int = 0) -> T:
     holder = [value]
     dist.broadcast_object_list(holder, src)
     return holder[0]
+
+
+def all_gather_object(value: T) -> list[T]:
+    """Every rank's ``value``, in rank order, on every rank (``[value]`` without DDP)."""
+    if not is_enabled():
+        return [value]
+    gathered: list[T | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, value)
+    return gathered

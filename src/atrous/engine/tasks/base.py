@@ -117,3 +117,7 @@ class Task(ABC):
     def write_artefacts(self, run_dir: Path) -> None:
         """Files an evaluation leaves beside the log (main rank only); none by default."""
         return
+
+    def score_intervals(self) -> dict[str, Any] | None:
+        """95 % intervals of the last evaluation's scores, for the model card; none by default."""
+        return None

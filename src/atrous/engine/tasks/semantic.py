@@ -21,14 +21,18 @@ from ...data.weight_map import WeightMapDataset
 from ...layers.tap_conv import use_tap_convs
 from ...losses import SegmentationLoss, WeightedCrossEntropy, build_loss
 from ...metrics import ConfusionMatrix
+from ...metrics.bootstrap import bootstrap_iou
 from ...models import SegmentationModel, create_model
 from ...models.unet import center_crop
 from ...runtime import PrecisionChoice
 from ...utils.atomic import atomic_write
+from .. import distributed as dist_utils
 from ..amp import choose_training_precision, probe_shape, semantic_probe
 from ..evaluator import evaluate
 from ..sampling import KeyedAugmentation, ShardSampler
 from .base import Task
+
+CARD_RESAMPLES = 1000  # bootstrap resamples for the model card's intervals
 
 
 def build_model(config: Config, num_classes: int, *, load_weights: bool = True) -> SegmentationModel:
@@ -104,6 +108,7 @@ class SemanticTask(Task):
             "std": list(IMAGENET_STD),
         }
         self._matrix: ConfusionMatrix | None = None
+        self._image_matrices: np.ndarray | None = None
         self._val_loader: DataLoader | None = None
 
     def build_model(self, *, load_weights: bool) -> nn.Module:
@@ -187,6 +192,16 @@ class SemanticTask(Task):
         return {"loss": self.criterion(outputs, masks, *extra)}
 
     def evaluate(self, model: nn.Module, autocast_dtype: torch.dtype | None) -> dict[str, Any]:
+        per_image: list[np.ndarray] | None = [] if self._keeps_image_matrices() else None
+
+        def keep_image_matrices(images, masks, scores, labels) -> None:
+            assert per_image is not None
+            c = self.num_classes
+            for pred, target in zip(labels, masks, strict=True):
+                valid = target != IGNORE_INDEX
+                cells = target[valid].long() * c + pred[valid].long()
+                per_image.append(torch.bincount(cells, minlength=c * c).reshape(c, c).cpu().numpy())
+
         self._matrix = evaluate(
             model,
             self.val_loader(),
@@ -196,8 +211,34 @@ class SemanticTask(Task):
             progress=False,
             tile=self.config.eval.tile,
             tile_overlap=self.config.eval.tile_overlap,
+            on_batch=keep_image_matrices if per_image is not None else None,
         )
+        if per_image is not None:
+            shards = dist_utils.all_gather_object(np.stack(per_image) if per_image else None)
+            self._image_matrices = np.concatenate([s for s in shards if s is not None])
         return self._matrix.compute().as_dict(self.class_names)
+
+    def _keeps_image_matrices(self) -> bool:
+        # One C×C int64 matrix per validation image, for the bootstrap intervals of the model
+        # card: kept while they take under 64 MiB (ADE20K's 2000 images × 150² would be 360).
+        return len(self.val_set) * self.num_classes**2 * 8 <= 64 * 2**20
+
+    def score_intervals(self) -> dict[str, Any] | None:
+        """mIoU and per-class IoU intervals by the bootstrap over validation images
+        (:func:`atrous.metrics.bootstrap.bootstrap_iou`, 1000 resamples, seed 0)."""
+        if self._image_matrices is None or not len(self._image_matrices):
+            return None
+        intervals = bootstrap_iou(self._image_matrices, resamples=CARD_RESAMPLES, seed=0)
+
+        def pair(interval) -> list[float | None]:
+            return [interval.as_dict()["low"], interval.as_dict()["high"]]
+
+        return {
+            "miou": pair(intervals.miou),
+            "per_class": {name: pair(i) for name, i in zip(self.class_names, intervals.iou, strict=True)},
+            "resamples": CARD_RESAMPLES,
+            "seed": 0,
+        }
 
     def write_artefacts(self, run_dir: Path) -> None:
         if self._matrix is not None:
