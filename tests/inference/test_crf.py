@@ -66,6 +66,16 @@ CASES = {
 }
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Results are checked here, not speed: on a busy 2-core machine two threads mostly wait
+    for each other (this file took 14-38 s with two, a few with one)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def dcrf():
     return pytest.importorskip(
@@ -248,3 +258,39 @@ def test_cuda_matches_cpu():
     cuda = dense_crf(torch.from_numpy(probabilities).cuda(), torch.from_numpy(image).cuda().permute(2, 0, 1))
     assert cuda.device.type == "cuda"
     assert (cuda.argmax(0).cpu() == cpu.argmax(0)).float().mean() >= 0.999
+
+
+def test_cli_options(tmp_path, capsys):
+    """--crf's choices are the presets; --crf alone is deeplab_v2; --crf-iterations needs --crf
+    and is refused (exit 2, one line) before any model loads."""
+    from atrous.cli import build_parser, main
+    from atrous.cli.common import CRF_PRESETS, resolve_crf_option
+
+    assert tuple(PRESETS) == CRF_PRESETS
+    parser = build_parser()
+    for command in (["predict", "m", "x.png"], ["eval", "m"]):
+        args = parser.parse_args([*command, "--crf"])
+        assert resolve_crf_option(args) == PRESETS["deeplab_v2"]
+        args = parser.parse_args([*command, "--crf", "deeplab_largefov", "--crf-iterations", "3"])
+        assert resolve_crf_option(args) == resolve_crf("deeplab_largefov", 3)
+        assert resolve_crf_option(parser.parse_args(command)) is None
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")
+    assert main(["predict", str(tmp_path / "no-model"), str(image), "--crf-iterations", "3"]) == 2
+    assert capsys.readouterr().err.strip() == "atrous predict: error: --crf-iterations needs --crf"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "m", "x.png", "--crf", "deeplab_v9"])
+
+
+def test_the_evaluator_recovers_the_pictures_exactly():
+    """``atrous eval --crf`` runs the CRF on the uint8 pictures its normalised batch came from."""
+    from atrous.data.constants import IMAGENET_MEAN, IMAGENET_STD
+    from atrous.engine.evaluator import uint8_pictures
+    from atrous.inference.predictor import normalize
+
+    rgb = torch.randint(0, 256, (2, 3, 17, 23), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    rgb[0, :, 0, :2] = torch.tensor([0, 255], dtype=torch.uint8)
+    images = normalize(rgb, IMAGENET_MEAN, IMAGENET_STD)
+    assert torch.equal(uint8_pictures(images, IMAGENET_MEAN, IMAGENET_STD), rgb)
+    with pytest.raises(ValueError, match="not uint8 pictures normalised with mean"):
+        uint8_pictures(images, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))

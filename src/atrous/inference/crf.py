@@ -41,10 +41,12 @@ Constants follow Krähenbühl's released implementation (the ``densecrf`` librar
   and inference starts from Q = softmax(−U).
 
 :meth:`DenseCRF.energy` is the mean-field free energy (the KL divergence to the CRF's
-distribution up to log Z), Σ Q log Q + Σ U·Q − ½ Σ_m w_m Σ_l Qᵀ k̃_m Q. With a symmetric
-positive-definite kernel the parallel update above is exactly the concave-convex step on
-this objective (Krähenbühl & Koltun, ICML 2013, §4), so it decreases at every iteration.
-pydensecrf's ``klDivergence`` is the same expression without the ½ on the pairwise term.
+distribution up to log Z), Σ Q log Q + Σ U·Q − ½ Σ_m w_m Σ_l Qᵀ k̃_m Q. With positive-definite
+kernels and the Potts (negative semi-definite) compatibility, the parallel update above is a
+concave-convex step on this objective and cannot increase it (Krähenbühl & Koltun, ICML 2013,
+"Parameter learning and convergent inference for dense random fields"); the lattice's kernel
+is only approximately that, and the tests check the decrease. pydensecrf's ``klDivergence``
+is the same expression without the ½ on the pairwise term.
 """
 
 from __future__ import annotations
@@ -446,7 +448,7 @@ class DenseCRF:
 
     def energy(self, q: torch.Tensor) -> float:
         """The mean-field free energy of Q, KL(Q ‖ P) − log Z = Σ Q log Q + Σ U·Q + ½ pairwise
-        (each unordered pair once): the objective each parallel update decreases (K&K 2013 §4)."""
+        (each unordered pair once): the objective the parallel updates decrease (K&K 2013)."""
         terms = self.energy_terms(q)
         return terms["entropy"] + terms["unary"] + 0.5 * terms["pairwise"]
 

@@ -38,6 +38,7 @@ from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..data.io import pil_to_rgb_array, read_image
 from ..data.palette import default_palette
 from ..models import task_of
+from .crf import CRFParams, crf_memory_bytes, refine_with_crf, resolve_crf
 from .fast import inference_path
 from .memory import MemoryModel, format_bytes, measure_memory, parse_bytes, plan_tiles
 from .tta import predict_batch, predict_windows, returns_probabilities
@@ -117,6 +118,10 @@ class Predictor:
         memory_budget: working memory allowed per image (``"2GiB"``, bytes): activations,
             the normalised image and the label map; the model's weights are not counted.
         scales, flip: test-time augmentation (DeepLab v3 §4.3), applied per window.
+        crf: refine the whole image's class probabilities with the fully connected CRF
+            (DeepLab v1 §4, v2 §3.2; :mod:`atrous.inference.crf`) before taking labels: a
+            preset name (``deeplab_v2``, ``deeplab_largefov``) or
+            :class:`~atrous.inference.CRFParams`; None (default) for none.
         palette: colours for overlays (default: ``model.metadata``'s).
     """
 
@@ -136,6 +141,7 @@ class Predictor:
         memory_budget: int | str = "2GiB",
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
+        crf: str | CRFParams | None = None,
         palette: Sequence[Sequence[int]] | None = None,
     ) -> None:
         if mode not in MODES:
@@ -165,6 +171,7 @@ class Predictor:
         self.memory_budget = parse_bytes(memory_budget)
         self.scales = tuple(float(s) for s in scales)
         self.flip = flip
+        self.crf = resolve_crf(crf)
         palette = palette or meta.get("palette")
         self.palette = [tuple(int(v) for v in c) for c in palette] if palette else None
         self._memory: MemoryModel | None = None
@@ -188,6 +195,8 @@ class Predictor:
         classes = self.num_classes or 21
         pixels = height * width
         fixed = pixels * (3 * 4 + 1) + (pixels * classes * 4 if probabilities else 0)  # image, labels, probs
+        if self.crf is not None:  # the whole image's scores, kept for the CRF, and its working memory
+            fixed += pixels * classes * 4 + crf_memory_bytes(pixels, classes)
         budget = self.memory_budget - fixed
         if budget <= 0:
             raise MemoryError(
@@ -217,13 +226,12 @@ class Predictor:
         h, w = rgb.shape[-2:]
         mode, tile, batch = self.plan(h, w, probabilities=probabilities)
         x = normalize(rgb.to(self.device).unsqueeze(0), self.mean, self.std)
+        labels: torch.Tensor | None = None
         if mode == "whole":
-            scores = self._scores(x, self.output_stride)
-            labels = scores.argmax(1)
-            probs = scores if probabilities else None
+            scores: torch.Tensor | None = self._scores(x, self.output_stride)
         else:
             assert tile is not None
-            labels, probs = predict_windows(
+            labels, scores = predict_windows(
                 self.path,
                 x,
                 tile=tile,
@@ -231,10 +239,19 @@ class Predictor:
                 batch_size=batch,
                 scales=self.scales,
                 flip=self.flip,
-                keep_scores=probabilities,
+                keep_scores=probabilities or self.crf is not None,
             )
-        if probabilities and probs is not None and not self._returns_probabilities():
-            probs = probs.softmax(dim=1)
+        as_probabilities = self._returns_probabilities()
+        if self.crf is not None:  # on the whole image's probabilities (tiled: the blended ones)
+            assert scores is not None
+            scores = refine_with_crf(scores, rgb[None], self.crf, probabilities=as_probabilities)
+            labels, as_probabilities = None, True
+        if labels is None:
+            assert scores is not None
+            labels = scores.argmax(1)
+        probs = None
+        if probabilities and scores is not None:
+            probs = scores if as_probabilities else scores.softmax(dim=1)
         num_classes = self.num_classes or int(labels.max()) + 1
         palette = self.palette or default_palette(num_classes)
         return Prediction(
