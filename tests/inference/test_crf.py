@@ -294,3 +294,21 @@ def test_the_evaluator_recovers_the_pictures_exactly():
     assert torch.equal(uint8_pictures(images, IMAGENET_MEAN, IMAGENET_STD), rgb)
     with pytest.raises(ValueError, match="not uint8 pictures normalised with mean"):
         uint8_pictures(images, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+
+
+def test_the_predictor_plans_the_crf_memory_and_returns_its_probabilities():
+    """The CRF runs after the model on the whole image: an image whose CRF cannot fit the
+    budget is refused up front; one that fits gets the CRF's marginals as its probabilities."""
+    import atrous
+    from atrous.inference import Predictor
+
+    torch.manual_seed(0)
+    model = atrous.create_model("deeplabv3_mobilenetv2", num_classes=3)
+    predictor = Predictor(model, precision="fp32", crf="deeplab_v2", memory_budget="8MiB")
+    with pytest.raises(MemoryError, match="for the dense CRF"):
+        predictor.plan(1000, 1000)
+    image = edge_image(8, 40, 56)
+    result = predictor(image, probabilities=True)
+    assert result.probabilities.shape == (3, 40, 56)
+    np.testing.assert_allclose(result.probabilities.sum(0), 1.0, atol=1e-5)
+    assert np.array_equal(result.labels, result.probabilities.argmax(0))

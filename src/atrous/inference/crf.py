@@ -199,23 +199,28 @@ class PermutohedralLattice:
         bary[:, 0] += 1.0 + bary[:, d + 1]
         weights = bary[:, : d + 1]
 
-        # The simplex's vertices: rem0 plus the canonical simplex's r-th vertex, permuted by rank.
-        r = torch.arange(d + 1, device=device)
-        canonical = torch.where(r[None, :] <= d - r[:, None], r[:, None], r[:, None] - (d + 1))  # [r, rank]
-        keys = rem0[:, None, :d].long() + canonical[r[None, :, None], rank[:, None, :d]]  # (n, d+1, d)
+        # The simplex's vertices: rem0 plus the canonical simplex's r-th vertex permuted by rank,
+        # whose coordinate i is r, or r − (d+1) where rank_i > d − r. Keys are the first d
+        # coordinates (the last follows: they sum to 0), (n, d+1, d) in int32.
+        r = torch.arange(d + 1, device=device, dtype=torch.int32)[None, :, None]
+        low_rank = rank[:, None, :d].to(torch.int32)
+        keys = rem0[:, None, :d].to(torch.int32) + r - (d + 1) * (low_rank > d - r).to(torch.int32)
+        del low_rank
 
         # Hash: pack the d integer coordinates into one int64 (mixed radix, with a margin so
         # that every neighbour packs too), then unique (sorted) + sorted search.
-        flat = keys.reshape(-1, d)
-        lowest = flat.amin(0) - (d + 1)
-        span = (flat.amax(0) - lowest + d + 2).tolist()
+        lowest = keys.amin(dim=(0, 1)).long() - (d + 1)
+        span = (keys.amax(dim=(0, 1)).long() - lowest + d + 2).tolist()
         if math.prod(span) >= 2**62:
             raise ValueError(
                 "the lattice's coordinates do not fit 64-bit keys: the standard deviations are too small "
                 "for these features (use larger stds or method='exact')"
             )
         radix = [math.prod(span[:k]) for k in range(d)]
-        packed = ((flat - lowest) * torch.tensor(radix, device=device, dtype=torch.long)).sum(1)
+        packed = torch.zeros(n * (d + 1), dtype=torch.long, device=device)
+        for k in range(d):
+            packed += (keys[..., k].reshape(-1).long() - int(lowest[k])) * radix[k]
+        del keys
         vertices, inverse = torch.unique(packed, sorted=True, return_inverse=True)
         m = vertices.numel()
         self.num_vertices = m
@@ -224,51 +229,68 @@ class PermutohedralLattice:
 
         # Neighbours along lattice direction j: every coordinate −1 and coordinate j + d
         # (i.e. −1 + (d+1)), or the opposite; for j = d only the implicit last coordinate moves.
-        # Vertices are sorted by key, so a neighbour's index is a sorted search; m = none.
         self.shifts = [-sum(radix) + ((d + 1) * radix[j] if j < d else 0) for j in range(d + 1)]
-        neighbours = torch.empty(d + 1, 2, m, dtype=torch.long, device=device)
-        for j, shift in enumerate(self.shifts):
-            for side, delta in enumerate((shift, -shift)):
-                target = vertices + delta
-                pos = torch.searchsorted(vertices, target).clamp_max(m - 1)
-                neighbours[j, side] = torch.where(vertices[pos] == target, pos, m)
-        self.neighbours = neighbours
-
+        self._vertices = vertices
         self.sparse = device.type in ("cpu", "cuda") if sparse is None else sparse
         if self.sparse:
             with warnings.catch_warnings():  # torch says sparse CSR is "in beta": nothing for the user to act on
                 warnings.simplefilter("ignore", UserWarning)
                 self._build_sparse()
+            del self.offsets, self.weights  # all in the matrices now
+        else:
+            self.neighbours = torch.stack([torch.stack(self._neighbours(j)) for j in range(d + 1)])
+        del self._vertices
+
+    def _neighbours(self, j: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each vertex's neighbours at key + shift_j and key − shift_j (int32; M where there
+        is none). Vertices are sorted by key, so a neighbour's index is a sorted search."""
+        vertices, m = self._vertices, self.num_vertices
+        found = []
+        for delta in (self.shifts[j], -self.shifts[j]):
+            target = vertices + delta
+            pos = torch.searchsorted(vertices, target).clamp_max_(m - 1)
+            found.append(torch.where(vertices[pos] == target, pos, m).to(torch.int32))
+        return found[0], found[1]
 
     def _build_sparse(self) -> None:
-        """Splat (M × N), blur (M × M per direction) and slice (N × M) as CSR matrices, each
-        row's columns in increasing order."""
+        """Splat (M × N), blur (M × M per direction) and slice (N × M) as CSR matrices with
+        int32 indices (half the memory of int64), each row's columns in increasing order."""
         n, d, m = self.num_points, self.dim, self.num_vertices
+        if max(n, m) * (d + 1) * 3 >= 2**31:
+            raise ValueError(f"an image of {n} pixels is too large for the CRF's int32 sparse indices")
         device = self.offsets.device
+        index = torch.int32
+
+        def csr(counts: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, size: tuple[int, int]):
+            crow = torch.zeros(size[0] + 1, dtype=index, device=device)
+            crow[1:] = counts.cumsum(0)
+            return torch.sparse_csr_tensor(crow, cols.to(index), values.contiguous(), size)
+
         # Slice: pixel i takes Σ_r α·w_ir·grid[vertex_ir].
         cols, perm = self.offsets.sort(dim=1)
         weights = self.weights.gather(1, perm)
-        crow = torch.arange(0, n * (d + 1) + 1, d + 1, device=device)
-        self.slice_matrix = torch.sparse_csr_tensor(crow, cols.reshape(-1), (weights * self.alpha).reshape(-1), (n, m))
+        self.slice_matrix = csr(
+            torch.full((n,), d + 1, dtype=index, device=device),
+            cols.reshape(-1),
+            (weights * self.alpha).reshape(-1),
+            (n, m),
+        )
         # Splat: vertex v gathers w_ir·value_i from every (pixel i, remainder r) that lands on it.
         vertex = cols.reshape(-1)
         pixel = torch.arange(n, device=device).repeat_interleave(d + 1)
         order = torch.argsort(vertex * n + pixel)
-        counts = torch.bincount(vertex, minlength=m)
-        crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
-        self.splat_matrix = torch.sparse_csr_tensor(crow, pixel[order], weights.reshape(-1)[order], (m, n))
+        self.splat_matrix = csr(torch.bincount(vertex, minlength=m), pixel[order], weights.reshape(-1)[order], (m, n))
+        del cols, perm, weights, vertex, pixel, order
         # Blur along direction j: v + ½(v₋ + v₊), missing neighbours left out.
         self.blur_matrices = []
-        own = torch.arange(m, device=device)
+        own = torch.arange(m, device=device, dtype=index)
         for j, shift in enumerate(self.shifts):
-            n1, n2 = self.neighbours[j]  # key + shift, key − shift: sorted keys make the order known
+            n1, n2 = self._neighbours(j)  # key + shift, key − shift: sorted keys make the order known
             lo, hi = (n1, n2) if shift < 0 else (n2, n1)
             cols = torch.stack([lo, own, hi], dim=1)  # increasing along each row (m = missing sorts last)
-            weights = torch.tensor([0.5, 1.0, 0.5], device=device).expand(m, 3)
             keep = cols < m
-            crow = torch.cat([own.new_zeros(1), keep.sum(1).cumsum(0)])
-            matrix = torch.sparse_csr_tensor(crow, cols[keep], weights[keep].contiguous(), (m, m))
-            self.blur_matrices.append(matrix)
+            values = torch.tensor([0.5, 1.0, 0.5], device=device).expand(m, 3)[keep]
+            self.blur_matrices.append(csr(keep.sum(1, dtype=index), cols[keep], values, (m, m)))
 
     def filter(self, values: torch.Tensor) -> torch.Tensor:
         """Σ_j k(f_i, f_j) v_j (approximately, up to a global scale) for values (N, C)."""
@@ -515,13 +537,12 @@ def refine_with_crf(scores: torch.Tensor, rgb: torch.Tensor, params: CRFParams, 
 
 
 def crf_memory_bytes(pixels: int, classes: int) -> int:
-    """A bound on the CRF's working memory for one image: the unary, Q and its messages
-    (classes floats each), and per kernel the lattice (vertices × classes, twice, at most
-    d+1 per pixel) with its per-pixel offsets and weights."""
-    per_pixel = classes * 4 * 6  # unary, Q, message, kernel output, softmax temporaries
-    per_pixel += 2 * (6 * (8 + 4) + 6 * 2 * 8)  # offsets + weights; neighbour lists (≤ d+1 vertices per pixel)
-    per_pixel += 2 * 6 * classes * 4  # the lattice's two value buffers
-    return pixels * per_pixel
+    """A bound on the CRF's working memory for one image, in bytes: (2304 + 72·classes) per
+    pixel. Measured (peak resident memory added by ``dense_crf``, deeplab_v2, 2 classes at
+    512×512, 11 and 21 at 360×480 and 720×960) on pictures of smoothly varying random
+    colours — an appearance lattice of 5.4 vertices per pixel, near the most there can be
+    (6) — it is 2050 + 62·classes; on a real CamVid picture (11 classes) 1211."""
+    return pixels * (2304 + 72 * classes)
 
 
 __all__ = [

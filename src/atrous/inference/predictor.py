@@ -195,8 +195,14 @@ class Predictor:
         classes = self.num_classes or 21
         pixels = height * width
         fixed = pixels * (3 * 4 + 1) + (pixels * classes * 4 if probabilities else 0)  # image, labels, probs
-        if self.crf is not None:  # the whole image's scores, kept for the CRF, and its working memory
-            fixed += pixels * classes * 4 + crf_memory_bytes(pixels, classes)
+        if self.crf is not None:  # the whole image's scores are kept for the CRF, which runs after the model
+            fixed += pixels * classes * 4
+            needs = fixed + crf_memory_bytes(pixels, classes)
+            if needs > self.memory_budget:
+                raise MemoryError(
+                    f"a {height}×{width} image needs {format_bytes(needs)} for the dense CRF, more than the memory "
+                    f"budget of {format_bytes(self.memory_budget)}"
+                )
         budget = self.memory_budget - fixed
         if budget <= 0:
             raise MemoryError(
