@@ -61,7 +61,7 @@ def add_tta_options(parser: argparse.ArgumentParser) -> None:
         metavar="PRESET",
         help="refine each image's class probabilities with DeepLab's fully connected CRF (v1 §4, v2 §3.2) before "
         f"taking labels; PRESET: {', '.join(CRF_PRESETS)} (default {CRF_PRESETS[0]}: DeepLab v2 ResNet-101's "
-        "values; largefov = v1: VGG-16 LargeFOV's). Slow on a CPU: about a second per 360x480 image",
+        "values; largefov = v1: VGG-16 LargeFOV's); about 0.5-1 s per 360x480 image on 2 CPU cores",
     )
     parser.add_argument(
         "--crf-iterations",
