@@ -178,6 +178,7 @@ def test_an_existing_report_folder_needs_overwrite(case, tmp_path, capsys):
         (["--report", "R", "--bootstrap", "0"], "--bootstrap must be at least 1"),
         (["--report", "R", "--compare", "sideways"], "--compare sideways"),
         (["--report", "R", "--compare", "os=7"], "--compare os=7"),
+        (["--report", "R", "--compare", "crf=bogus"], "--compare crf=bogus"),
         (["--report", "R", "--worst", "-1"], "--worst"),
         (["--compare", "flip"], "--compare is a report option"),
         (["--fit-temperature"], "--fit-temperature is a report option"),
@@ -198,3 +199,12 @@ def test_instance_models_have_no_report(case, tmp_path, capsys):
     recipe.write_text((root / "recipe.yaml").read_text().replace("deeplabv3_resnet18", "maskrcnn_resnet18_fpn"))
     assert main(["eval", str(root / "model"), "-c", str(recipe), "--report", str(tmp_path / "r")]) == 2
     assert "--report applies to semantic models" in capsys.readouterr().err
+
+
+def test_compare_settings_parse_the_crf():
+    from atrous.cli.eval_report import parse_compare
+    from atrous.inference.crf import resolve_crf
+
+    assert parse_compare("crf").changes == {"crf": resolve_crf("deeplab_v2")}
+    assert parse_compare("crf=deeplab_largefov+flip").changes == {"crf": resolve_crf("deeplab_largefov"), "flip": True}
+    assert parse_compare("nocrf").changes == {"crf": None}

@@ -1,9 +1,11 @@
 """``atrous eval`` scores exactly the labels ``atrous predict`` writes.
 
 Both take their labels from one function (:func:`atrous.inference.tta.predict_batch`:
-mirror-pad to the output stride, the inference path, test-time augmentation, crop). The
-images here are odd-sized (no side a multiple of the output stride), where an evaluator
-that ran the model on the raw image would score other labels than prediction writes.
+mirror-pad to the output stride, the inference path, test-time augmentation, crop), and
+with ``--crf`` refine them with one function (:func:`atrous.inference.crf.refine_with_crf`,
+eval recovering the pictures from its normalised batch). The images here are odd-sized (no
+side a multiple of the output stride), where an evaluator that ran the model on the raw
+image would score other labels than prediction writes.
 """
 
 from __future__ import annotations
@@ -64,8 +66,14 @@ def _matrix(pairs) -> ConfusionMatrix:
 
 @pytest.mark.parametrize(
     "tta",
-    [[], ["--scales", "0.75", "--flip"], ["--tile", "32", "--scales", "0.75", "--flip"]],
-    ids=["single-scale", "scale-flip", "tiles-scale-flip"],
+    [
+        [],
+        ["--scales", "0.75", "--flip"],
+        ["--tile", "32", "--scales", "0.75", "--flip"],
+        ["--crf"],
+        ["--tile", "32", "--flip", "--crf", "deeplab_largefov", "--crf-iterations", "5"],
+    ],
+    ids=["single-scale", "scale-flip", "tiles-scale-flip", "crf", "tiles-flip-crf"],
 )
 def test_eval_scores_the_labels_predict_writes(case, tmp_path, monkeypatch, tta):
     root, masks = case
@@ -99,5 +107,10 @@ def test_eval_scores_the_labels_predict_writes(case, tmp_path, monkeypatch, tta)
     expected = _matrix((written[name], masks[name]) for name in SIZES)
     assert torch.equal(_matrix((p[0], t[0]) for p, t in scored).matrix.cpu(), expected.matrix.cpu())
     record = json.loads(metrics.read_text())
+    if "--crf" in tta:
+        assert record["crf"]["preset"] == ("deeplab_largefov" if "deeplab_largefov" in tta else "deeplab_v2")
+        assert record["crf"]["iterations"] == (5 if "--crf-iterations" in tta else 10)
+    else:
+        assert record["crf"] is None
     figures = expected.compute().as_dict([f"class_{i}" for i in range(NUM_CLASSES)])  # the folder dataset's names
     assert {key: record[key] for key in figures} == figures  # mIoU, accuracies, per class

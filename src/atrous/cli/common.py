@@ -7,6 +7,9 @@ import glob
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+# atrous.inference.crf.PRESETS' names (tested equal), here so that building the parser
+# imports no inference code; --crf alone means the first.
+CRF_PRESETS = ("deeplab_v2", "deeplab_largefov", "deeplab_v1")
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -50,6 +53,52 @@ def add_tta_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tile", type=int, help="predict in tiles of this size (overlap-tile for the unpadded U-Net, U-Net §2)"
     )
+    parser.add_argument(
+        "--crf",
+        nargs="?",
+        const=CRF_PRESETS[0],
+        choices=CRF_PRESETS,
+        metavar="PRESET",
+        help="refine each image's class probabilities with DeepLab's fully connected CRF (v1 §4, v2 §3.2) before "
+        f"taking labels; PRESET: {', '.join(CRF_PRESETS)} (default {CRF_PRESETS[0]}: DeepLab v2 ResNet-101's "
+        "values; largefov = v1: VGG-16 LargeFOV's); about 0.5-1 s per 360x480 image on 2 CPU cores",
+    )
+    parser.add_argument(
+        "--crf-iterations",
+        type=_non_negative_int,
+        metavar="N",
+        help="mean-field iterations of --crf (default 10, as DeepLab)",
+    )
+
+
+def resolve_crf_option(args: argparse.Namespace):
+    """``--crf`` and ``--crf-iterations`` as :class:`~atrous.inference.CRFParams`, or None."""
+    if args.crf is None:
+        if args.crf_iterations is not None:
+            raise ValueError("--crf-iterations needs --crf")
+        return None
+    from ..inference.crf import resolve_crf
+
+    return resolve_crf(args.crf, args.crf_iterations)
+
+
+def crf_record(params) -> dict | None:
+    """What --json records of the CRF: the preset's name (None for custom values) and every value."""
+    if params is None:
+        return None
+    from ..inference.crf import crf_name
+
+    return {"preset": crf_name(params), **params.as_dict()}
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
+    return value
 
 
 def resolve_scales(args: argparse.Namespace, default: list[float]) -> list[float]:

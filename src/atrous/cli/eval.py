@@ -7,7 +7,15 @@ import argparse
 import json
 from pathlib import Path
 
-from .common import add_config_options, add_precision_option, add_tta_options, resolve_scales, run_config_path
+from .common import (
+    add_config_options,
+    add_precision_option,
+    add_tta_options,
+    crf_record,
+    resolve_crf_option,
+    resolve_scales,
+    run_config_path,
+)
 from .eval_report import add_report_options, check_report_options, run_report
 
 HELP = "evaluate a trained model on a dataset split"
@@ -39,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     from torch.utils.data import DataLoader
 
     from ..config import load_config
+    from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
     from ..engine.evaluator import evaluate
     from ..engine.tasks.semantic import build_eval_dataset
     from ..inference import inference_path, load_inference_model
@@ -55,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     flip = args.flip or config.eval.flip
     output_stride = args.output_stride or config.eval.output_stride
     tile = args.tile or config.eval.tile
+    crf = resolve_crf_option(args)
 
     device = resolve_device(args.device)
     model = load_inference_model(args.model, args.precision).to(device)
@@ -79,7 +89,10 @@ def run(args: argparse.Namespace) -> int:
         # Logits with one scale and no flip (and for the unpadded U-Net's overlap-tile), else
         # averaged probabilities: the calibration sample keeps log-probabilities then.
         collector = ReportCollector(
-            model.num_classes, probabilities=returns_probabilities(scales, flip), worst=plan.worst, seed=plan.seed
+            model.num_classes,
+            probabilities=returns_probabilities(scales, flip) or crf is not None,  # the CRF returns marginals
+            worst=plan.worst,
+            seed=plan.seed,
         )
     with torch.inference_mode():
         matrix = evaluate(
@@ -93,12 +106,17 @@ def run(args: argparse.Namespace) -> int:
             tile=tile,
             tile_overlap=config.eval.tile_overlap,
             on_batch=collector,
+            crf=crf,
+            mean=IMAGENET_MEAN,  # the normalisation build_eval_dataset applies: the CRF recovers the pictures
+            std=IMAGENET_STD,
         )
     metrics = matrix.compute()
     names = list(getattr(dataset, "class_names", [str(i) for i in range(model.num_classes)]))
     print(
         f"model {args.model}  split {args.split or data.val_split}  scales {scales}  flip {flip}  "
-        f"output stride {model.output_stride}" + (f"  tiles {tile}" if tile else "")
+        f"output stride {model.output_stride}"
+        + (f"  tiles {tile}" if tile else "")
+        + (f"  crf {crf_record(crf)['preset'] or 'custom'} ({crf.iterations} iterations)" if crf else "")
     )
     print(f"precision {path.precision}: {path.choice.summary()}")
     print(format_table(metrics, names))
@@ -116,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
             "precision_flag": args.precision,
             "output_stride_flag": output_stride,
             "tile_overlap": config.eval.tile_overlap,
+            "crf": crf_record(crf),
+            "crf_flag": crf,
         }
         context = {
             "model": model,
@@ -136,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
             "flip": flip,
             "output_stride": model.output_stride,
             "tile": tile,
+            "crf": crf_record(crf),
             "precision": path.precision,
             **metrics.as_dict(names),
         }
@@ -191,8 +212,10 @@ def _run_instance(args: argparse.Namespace, config, model, device) -> int:
 
     if args.precision not in ("auto", "fp32"):
         raise ValueError(f"--precision {args.precision} applies to semantic models; instance models evaluate in fp32")
-    if args.scales or args.ms or args.flip or args.output_stride or args.tile:
-        raise ValueError("--scales, --flip, --output-stride and --tile apply to semantic models, not instance ones")
+    if args.scales or args.ms or args.flip or args.output_stride or args.tile or args.crf:
+        raise ValueError(
+            "--scales, --flip, --output-stride, --tile and --crf apply to semantic models, not instance ones"
+        )
     if args.split:
         config.data.val_split = args.split
     _, dataset = build_instance_datasets(config, train=False)

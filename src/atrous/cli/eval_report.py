@@ -4,7 +4,8 @@
 
 * a setting of the same model — ``flip``, ``noflip``, ``ms`` (DeepLab v3's scales),
   ``scales=0.75,1,1.25``, ``os=8`` (output stride 8, 16 or 32), ``tile=N``, ``notile``,
-  ``precision=fp32`` (auto, fp32, bf16, fp16) — or several joined by ``+``
+  ``precision=fp32`` (auto, fp32, bf16, fp16), ``crf`` / ``crf=PRESET`` / ``nocrf`` (the
+  dense CRF of DeepLab v1/v2 on or off) — or several joined by ``+``
   (``os=8+ms+flip``), each replacing that option of the report's own evaluation;
 * another model: a run folder, a saved model folder or a checkpoint, evaluated with the
   report's options. A folder named like a setting is written ``./flip``.
@@ -19,7 +20,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-SETTINGS = "flip, noflip, ms, scales=S1,S2,…, os=8|16|32, tile=N, notile, precision=auto|fp32|bf16|fp16"
+from .common import crf_record
+
+SETTINGS = (
+    "flip, noflip, ms, scales=S1,S2,…, os=8|16|32, tile=N, notile, precision=auto|fp32|bf16|fp16, "
+    "crf, crf=PRESET, nocrf"
+)
 COMPARE_PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
@@ -85,6 +91,15 @@ def parse_compare(text: str) -> CompareSpec:
             changes["scales"] = list(DEEPLAB_SCALES)
         elif part == "notile":
             changes["tile"] = None
+        elif part == "nocrf":
+            changes["crf"] = None
+        elif key == "crf":
+            from ..inference.crf import DEFAULT_PRESET, resolve_crf
+
+            try:
+                changes["crf"] = resolve_crf(value or DEFAULT_PRESET)
+            except ValueError as exc:
+                raise ValueError(f"--compare {text}: {exc}") from None
         elif key == "scales":
             changes["scales"] = _scales(text, value)
         elif key == "os":
@@ -210,7 +225,9 @@ def compared_run(spec: CompareSpec, settings: dict[str, Any], model, device):
     from ..inference import inference_path, load_inference_model
     from ..models import task_of
 
-    options = {key: settings[key] for key in ("scales", "flip", "output_stride", "tile", "precision")}
+    own = {key: settings[key] for key in ("scales", "flip", "output_stride", "tile", "precision")}
+    own["crf"] = settings["crf_flag"]
+    options = dict(own)
     if spec.model is not None:
         other = load_inference_model(spec.model, settings["precision_flag"]).to(device)
         if task_of(other) != "semantic":
@@ -224,7 +241,7 @@ def compared_run(spec: CompareSpec, settings: dict[str, Any], model, device):
         options["output_stride"] = other.output_stride
         return inference_path(other.eval(), device, settings["precision_flag"]), options
     options.update(spec.changes)
-    if options == {key: settings[key] for key in options}:
+    if options == own:
         raise ValueError(f"--compare {spec.label}: the report already evaluates with that setting; compare another")
     if "output_stride" in spec.changes:
         model.set_output_stride(spec.changes["output_stride"])
@@ -237,6 +254,7 @@ def run_report(args: argparse.Namespace, plan: ReportPlan, context: dict[str, An
     import numpy as np
     import torch
 
+    from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
     from ..engine.evaluator import evaluate
     from ..engine.report import (
         HTML_NAME,
@@ -269,8 +287,12 @@ def run_report(args: argparse.Namespace, plan: ReportPlan, context: dict[str, An
                 tile=options["tile"],
                 tile_overlap=settings["tile_overlap"],
                 on_batch=hook,
+                crf=options["crf"],
+                mean=IMAGENET_MEAN,  # the normalisation build_eval_dataset applies
+                std=IMAGENET_STD,
             )
         options["precision"] = path.precision
+        options["crf"] = crf_record(options["crf"])
         comparison = Comparison(plan.compare.label, hook.stacked(), options)
     record_settings = {key: value for key, value in settings.items() if not key.endswith("_flag")}
     record_settings.pop("tile_overlap", None)

@@ -14,7 +14,14 @@ import json
 import sys
 from pathlib import Path
 
-from .common import add_precision_option, add_tta_options, expand_inputs, resolve_scales
+from .common import (
+    add_precision_option,
+    add_tta_options,
+    crf_record,
+    expand_inputs,
+    resolve_crf_option,
+    resolve_scales,
+)
 
 HELP = "predict label maps and overlays for images (files, folders, globs)"
 
@@ -70,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.0 <= args.alpha <= 1.0:
         raise ValueError(f"--alpha must be between 0 and 1, got {args.alpha}")
+    crf = resolve_crf_option(args)
     paths = _unique(expand_inputs(args.inputs))
     task = _task_before_loading(args.model, args.precision)
     names = _prepare(args, paths, task) if task else None  # refuse a bad plan before the (slow) load
@@ -90,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
         scales=resolve_scales(args, [1.0]),
         flip=args.flip,
         tile=args.tile,
+        crf=crf,
     )
     print(f"atrous predict: precision {predictor.precision}: {predictor.path.choice.summary()}", file=sys.stderr)
     if args.probabilities and predictor.temperature is not None:
@@ -98,6 +107,8 @@ def run(args: argparse.Namespace) -> int:
             "(the model's temperature.json; labels are unchanged)",
             file=sys.stderr,
         )
+    if crf is not None:
+        print(f"atrous predict: crf {crf_record(crf)['preset'] or 'custom'}: {crf}", file=sys.stderr)
     out_of_memory = (MemoryError, getattr(torch, "OutOfMemoryError", MemoryError))
     failed = []
     for path, name in tqdm(list(zip(paths, names, strict=True)), desc="predict", unit="image", disable=len(paths) < 2):
@@ -169,7 +180,7 @@ def _prepare(args: argparse.Namespace, paths: list[Path], task: str) -> list[str
     from .outputs import Reads, add_model_files, check_folder, check_outputs, clear_stale, plan_names
 
     if task == "instance":
-        if args.probabilities or args.scales or args.ms or args.flip or args.output_stride or args.tile:
+        if args.probabilities or args.scales or args.ms or args.flip or args.output_stride or args.tile or args.crf:
             raise ValueError("--probabilities and the test-time options apply to semantic models, not instance ones")
         suffixes = ["_overlay.png", *(["_masks"] if args.masks else [])]
     else:

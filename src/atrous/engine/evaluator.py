@@ -1,8 +1,11 @@
-"""Evaluation: single scale, or multi-scale + flip as DeepLab v3 evaluates (§4.3).
+"""Evaluation: single scale, or multi-scale + flip as DeepLab v3 evaluates (§4.3), with or
+without DeepLab's fully connected CRF (v1 §4, v2 §3.2).
 
 Every batch goes through :func:`atrous.inference.tta.predict_batch` (or, with ``tile``,
 :func:`~atrous.inference.tta.predict_windows`), the forward pass ``atrous predict`` takes
-an image's labels from: the labels scored here are the labels prediction writes.
+an image's labels from, and with ``crf`` through :func:`atrous.inference.crf.refine_with_crf`
+as :class:`~atrous.inference.Predictor` does: the labels scored here are the labels
+prediction writes.
 """
 
 from __future__ import annotations
@@ -14,9 +17,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..data.constants import IGNORE_INDEX
+from ..data.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from ..data.transforms import denormalize
+from ..inference.crf import CRFParams, refine_with_crf, resolve_crf
 from ..inference.fast import InferencePath
-from ..inference.tta import predict_batch, predict_windows
+from ..inference.predictor import normalize
+from ..inference.tta import predict_batch, predict_windows, returns_probabilities
 from ..metrics import ConfusionMatrix
 
 
@@ -35,6 +41,9 @@ def evaluate(
     tile: int | None = None,
     tile_overlap: float = 0.25,
     on_batch: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], None] | None = None,
+    crf: str | CRFParams | None = None,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
 ) -> ConfusionMatrix:
     """Accumulate one dataset-level confusion matrix over ``loader`` (reduced across ranks).
 
@@ -45,8 +54,15 @@ def evaluate(
     ``on_batch(images, masks, scores, labels)``, when given, sees every batch before it is
     counted: the normalised images, the masks, the float32 scores (B, C, H, W) — logits with
     one scale and no flip, else averaged probabilities
-    (:func:`~atrous.inference.tta.returns_probabilities`) — and the labels counted
+    (:func:`~atrous.inference.tta.returns_probabilities`), and with ``crf`` the CRF's
+    marginals — and the labels counted
     (``atrous eval --report`` takes its per-image figures from there).
+
+    ``crf``: refine each image's probabilities with the fully connected CRF (a preset name
+    or :class:`~atrous.inference.CRFParams`). The CRF needs the picture's uint8 RGB, which
+    is recovered exactly from the normalised batch with ``mean`` and ``std`` (those the
+    dataset normalised with: ImageNet's for :func:`~atrous.engine.tasks.semantic.build_eval_dataset`);
+    a batch they do not reproduce is refused rather than scored on other colours.
     """
     if isinstance(model, InferencePath):
         if autocast_dtype is not None:
@@ -54,6 +70,7 @@ def evaluate(
         run = model
     else:
         run = InferencePath.as_given(model, autocast_dtype)
+    crf = resolve_crf(crf)
     was_training = run.model.training
     run.model.eval()
     matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
@@ -63,12 +80,23 @@ def evaluate(
             masks = masks.to(device, non_blocking=True)
             if tile is None:
                 scores = predict_batch(run, images, scales=scales, flip=flip)
-                labels = scores.argmax(dim=1)
+                labels = None
             else:
-                keep = on_batch is not None
                 labels, scores = predict_windows(
-                    run, images, tile=tile, overlap=tile_overlap, scales=scales, flip=flip, keep_scores=keep
+                    run,
+                    images,
+                    tile=tile,
+                    overlap=tile_overlap,
+                    scales=scales,
+                    flip=flip,
+                    keep_scores=crf is not None or on_batch is not None,
                 )
+            if crf is not None:
+                rgb = uint8_pictures(images, mean, std)
+                scores = refine_with_crf(scores, rgb, crf, probabilities=returns_probabilities(scales, flip))
+                labels = None
+            if labels is None:
+                labels = scores.argmax(dim=1)
             if on_batch is not None:
                 on_batch(images, masks, scores, labels)
             matrix.update(labels.long(), masks)
@@ -76,3 +104,22 @@ def evaluate(
         run.model.train(was_training)
     matrix.all_reduce()
     return matrix
+
+
+def uint8_pictures(images: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+    """The uint8 RGB pictures a batch of normalised images was made from: round((x·std + mean)·255).
+
+    Exact for images the datasets' eval transform normalised (uint8 → /255 → Normalize, as
+    :func:`atrous.inference.predictor.normalize` computes it): the error of the inverse is
+    far below half a grey level. Normalising the result again must give the batch back;
+    other ``mean``/``std``, or images resized after normalising, do not, and are refused.
+    """
+    rgb = denormalize(images.float(), mean, std)
+    again = normalize(rgb, mean, std)
+    if not torch.allclose(again, images.float(), rtol=0.0, atol=1e-4):
+        error = float((again - images.float()).abs().max())
+        raise ValueError(
+            f"the evaluation images are not uint8 pictures normalised with mean {list(mean)} and std {list(std)} "
+            f"(off by up to {error:.3g} after rounding): the CRF needs the pictures' colours"
+        )
+    return rgb

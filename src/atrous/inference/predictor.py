@@ -38,6 +38,7 @@ from ..data.constants import IMAGENET_MEAN, IMAGENET_STD
 from ..data.io import pil_to_rgb_array, read_image
 from ..data.palette import default_palette
 from ..models import task_of
+from .crf import CRFParams, crf_memory_bytes, refine_with_crf, resolve_crf
 from .fast import inference_path
 from .memory import MemoryModel, format_bytes, measure_memory, parse_bytes, plan_tiles
 from .temperature import check_temperature, scaled_probabilities
@@ -118,6 +119,10 @@ class Predictor:
         memory_budget: working memory allowed per image (``"2GiB"``, bytes): activations,
             the normalised image and the label map; the model's weights are not counted.
         scales, flip: test-time augmentation (DeepLab v3 §4.3), applied per window.
+        crf: refine the whole image's class probabilities with the fully connected CRF
+            (DeepLab v1 §4, v2 §3.2; :mod:`atrous.inference.crf`) before taking labels: a
+            preset name (``deeplab_v2``, ``deeplab_largefov``) or
+            :class:`~atrous.inference.CRFParams`; None (default) for none.
         palette: colours for overlays (default: ``model.metadata``'s).
         temperature: divides the log-probabilities before the softmax of ``probabilities=True``
             output (:mod:`atrous.inference.temperature`; labels never change). Default: the
@@ -141,6 +146,7 @@ class Predictor:
         memory_budget: int | str = "2GiB",
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
+        crf: str | CRFParams | None = None,
         palette: Sequence[Sequence[int]] | None = None,
         temperature: float | None = None,
     ) -> None:
@@ -174,6 +180,7 @@ class Predictor:
         if temperature is None:
             temperature = getattr(model, "temperature", None)
         self.temperature = None if temperature is None else check_temperature(temperature, "temperature")
+        self.crf = resolve_crf(crf)
         palette = palette or meta.get("palette")
         self.palette = [tuple(int(v) for v in c) for c in palette] if palette else None
         self._memory: MemoryModel | None = None
@@ -197,6 +204,14 @@ class Predictor:
         classes = self.num_classes or 21
         pixels = height * width
         fixed = pixels * (3 * 4 + 1) + (pixels * classes * 4 if probabilities else 0)  # image, labels, probs
+        if self.crf is not None:  # the whole image's scores are kept for the CRF, which runs after the model
+            fixed += pixels * classes * 4
+            needs = fixed + crf_memory_bytes(pixels, classes)
+            if needs > self.memory_budget:
+                raise MemoryError(
+                    f"a {height}×{width} image needs {format_bytes(needs)} for the dense CRF, more than the memory "
+                    f"budget of {format_bytes(self.memory_budget)}"
+                )
         budget = self.memory_budget - fixed
         if budget <= 0:
             raise MemoryError(
@@ -226,13 +241,12 @@ class Predictor:
         h, w = rgb.shape[-2:]
         mode, tile, batch = self.plan(h, w, probabilities=probabilities)
         x = normalize(rgb.to(self.device).unsqueeze(0), self.mean, self.std)
+        labels: torch.Tensor | None = None
         if mode == "whole":
-            scores = self._scores(x, self.output_stride)
-            labels = scores.argmax(1)
-            probs = scores if probabilities else None
+            scores: torch.Tensor | None = self._scores(x, self.output_stride)
         else:
             assert tile is not None
-            labels, probs = predict_windows(
+            labels, scores = predict_windows(
                 self.path,
                 x,
                 tile=tile,
@@ -240,10 +254,19 @@ class Predictor:
                 batch_size=batch,
                 scales=self.scales,
                 flip=self.flip,
-                keep_scores=probabilities,
+                keep_scores=probabilities or self.crf is not None,
             )
-        if probabilities and probs is not None:
-            probs = scaled_probabilities(probs, logits=not self._returns_probabilities(), temperature=self.temperature)
+        as_probabilities = self._returns_probabilities()
+        if self.crf is not None:  # on the whole image's probabilities (tiled: the blended ones)
+            assert scores is not None
+            scores = refine_with_crf(scores, rgb[None], self.crf, probabilities=as_probabilities)
+            labels, as_probabilities = None, True
+        if labels is None:
+            assert scores is not None
+            labels = scores.argmax(1)
+        probs = None
+        if probabilities and scores is not None:
+            probs = scaled_probabilities(scores, logits=not as_probabilities, temperature=self.temperature)
         num_classes = self.num_classes or int(labels.max()) + 1
         palette = self.palette or default_palette(num_classes)
         return Prediction(
