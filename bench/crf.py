@@ -15,9 +15,9 @@ it has AMX are printed above the table.
 --split), evaluated as ``atrous eval`` evaluates it (the same inference path, precision,
 test-time settings and tiles), once without the CRF and once per --crf preset on the same
 forward passes: mIoU, per-class IoU, pixel accuracy, and the trimap boundary accuracy of
-DeepLab v1 §4.2 (after Kohli et al. 2009) — the pixel accuracy within a band of d ∈ {2, 5,
-10} pixels around the ground truth's label boundaries (a pixel whose 4-neighbour has
-another label, the ignore label included; distance Euclidean, scipy.ndimage).
+DeepLab v1 (after Kohli et al. 2009) — the pixel accuracy within a band of d ∈ {2, 4, 8}
+pixels around the ground truth's label boundaries, as ``atrous eval --report`` computes it
+(:func:`atrous.metrics.boundary.trimap_counts`; docs/evaluation.md).
 
 Both parts print markdown tables.
 """
@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-TRIMAP_WIDTHS = (2, 5, 10)
+TRIMAP_WIDTHS = (2, 4, 8)
 
 
 # -- the machine ---------------------------------------------------------------------------
@@ -163,41 +163,29 @@ def timing_table(timings: list[Timing]) -> str:
 # -- (b) accuracy ----------------------------------------------------------------------------
 
 
-def boundary_band(mask: np.ndarray, width: int) -> np.ndarray:
-    """Pixels within ``width`` pixels (Euclidean) of a label boundary of ``mask`` (H, W): a
-    boundary pixel has a 4-neighbour with another value (the ignore label counts)."""
-    from scipy import ndimage
-
-    boundary = np.zeros(mask.shape, dtype=bool)
-    vertical = mask[1:] != mask[:-1]
-    horizontal = mask[:, 1:] != mask[:, :-1]
-    boundary[1:] |= vertical
-    boundary[:-1] |= vertical
-    boundary[:, 1:] |= horizontal
-    boundary[:, :-1] |= horizontal
-    if not boundary.any():
-        return boundary
-    return ndimage.distance_transform_edt(~boundary) <= width
-
-
 @dataclass
 class Trimap:
-    """Correct and counted pixels within each band width, summed over images."""
+    """Correct and scored pixels within each band width, summed over images: the trimap
+    accuracy of ``atrous eval --report`` (:func:`atrous.metrics.boundary.trimap_counts`)."""
 
     widths: tuple[int, ...] = TRIMAP_WIDTHS
-    correct: dict[int, int] = field(default_factory=dict)
-    counted: dict[int, int] = field(default_factory=dict)
+    correct: np.ndarray = field(init=False)
+    counted: np.ndarray = field(init=False)
 
-    def update(self, labels: np.ndarray, mask: np.ndarray, ignore_index: int) -> None:
-        valid = mask != ignore_index
-        right = (labels == mask) & valid
-        for width in self.widths:
-            band = boundary_band(mask, width) & valid
-            self.correct[width] = self.correct.get(width, 0) + int((right & band).sum())
-            self.counted[width] = self.counted.get(width, 0) + int(band.sum())
+    def __post_init__(self) -> None:
+        self.correct = np.zeros(len(self.widths), dtype=np.int64)
+        self.counted = np.zeros(len(self.widths), dtype=np.int64)
+
+    def update(self, labels: torch.Tensor, mask: torch.Tensor, ignore_index: int) -> None:
+        from atrous.metrics.boundary import trimap_counts
+
+        hits, scored = trimap_counts(labels, mask, self.widths, ignore_index=ignore_index)
+        self.correct += hits
+        self.counted += scored
 
     def accuracy(self, width: int) -> float:
-        return self.correct.get(width, 0) / max(1, self.counted.get(width, 0))
+        i = self.widths.index(width)
+        return float(self.correct[i]) / max(1, int(self.counted[i]))
 
 
 def evaluate_with_and_without_crf(run_dir: Path, presets: list[str], split: str | None, device: str, precision: str):
@@ -254,7 +242,7 @@ def evaluate_with_and_without_crf(run_dir: Path, presets: list[str], split: str 
             for setting, predicted in outputs.items():
                 matrix, trimap = results[setting]
                 matrix.update(predicted, masks)
-                trimap.update(predicted[0].cpu().numpy(), masks[0].cpu().numpy(), IGNORE_INDEX)
+                trimap.update(predicted[0].cpu(), masks[0].cpu(), IGNORE_INDEX)
     names = list(getattr(dataset, "class_names", [str(i) for i in range(model.num_classes)]))
     how = (
         f"model {run_dir}  split {split or config.data.val_split} ({len(dataset)} images)  scales {scales}  "

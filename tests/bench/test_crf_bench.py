@@ -4,7 +4,6 @@ import importlib.util
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -32,28 +31,20 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def test_boundary_band_is_the_pixels_near_a_label_change(bench):
-    mask = np.zeros((4, 8), np.int64)
-    mask[:, 4:] = 1  # the boundary pixels are columns 3 and 4
-    assert np.array_equal(np.flatnonzero(bench.boundary_band(mask, 0)[0]), [3, 4])
-    assert np.array_equal(np.flatnonzero(bench.boundary_band(mask, 2)[0]), [1, 2, 3, 4, 5, 6])
-    assert not bench.boundary_band(np.zeros((4, 8), np.int64), 5).any()  # no boundary, no band
-    ignored = np.zeros((5, 5), np.int64)
-    ignored[2, 2] = 255  # the ignore label bounds too (VOC draws its void band on boundaries)
-    assert bench.boundary_band(ignored, 0).sum() == 5
+def test_trimap_sums_the_reports_counts_over_images(bench):
+    from atrous.metrics.boundary import trimap_counts
 
-
-def test_trimap_counts_only_valid_pixels_in_the_band(bench):
-    mask = np.zeros((4, 8), np.int64)
+    mask = torch.zeros(4, 8, dtype=torch.int64)
     mask[:, 4:] = 1
     mask[0, 3] = 255
-    labels = mask.copy()
+    labels = mask.clone()
     labels[:, 3] = 1  # wrong on column 3 (the ignored pixel aside), right elsewhere
-    trimap = bench.Trimap(widths=(0, 10))
+    trimap = bench.Trimap(widths=(1, 8))
     trimap.update(labels, mask, ignore_index=255)
-    assert trimap.counted[0] == 8  # columns 3 and 4 and (0, 2) beside the ignored (0, 3), less (0, 3)
-    assert trimap.accuracy(0) == pytest.approx(5 / 8)
-    assert trimap.accuracy(10) == pytest.approx((32 - 1 - 3) / 31)
+    trimap.update(labels, mask, ignore_index=255)
+    hits, scored = trimap_counts(labels, mask, (1, 8), ignore_index=255)
+    assert list(trimap.counted) == list(2 * scored) and list(trimap.correct) == list(2 * hits)
+    assert trimap.accuracy(8) == pytest.approx((32 - 1 - 3) / 31)  # every valid pixel is near the edge
 
 
 def test_timing_and_tables(bench, one_thread):
@@ -68,7 +59,7 @@ def test_timing_and_tables(bench, one_thread):
     matrix = ConfusionMatrix(2)
     matrix.update(torch.tensor([[0, 1, 1]]), torch.tensor([[0, 1, 0]]))
     trimap = bench.Trimap()
-    trimap.update(np.array([[0, 1, 1]]), np.array([[0, 1, 0]]), 255)
+    trimap.update(torch.tensor([[0, 1, 1]]), torch.tensor([[0, 1, 0]]), 255)
     table = bench.accuracy_table({"none": (matrix, trimap)}, ["a", "b"]).splitlines()
-    assert table[0] == "| CRF | mIoU | IoU a | IoU b | pixel acc. | trimap 2 px | trimap 5 px | trimap 10 px |"
+    assert table[0] == "| CRF | mIoU | IoU a | IoU b | pixel acc. | trimap 2 px | trimap 4 px | trimap 8 px |"
     assert table[2] == "| none | 50.00 | 50.00 | 50.00 | 66.67 | 66.67 | 66.67 | 66.67 |"
