@@ -287,43 +287,50 @@ class _FieldMode(TorchFunctionMode):
     # --- the calls that move fields ------------------------------------------------------
 
     def _conv(self, args, kwargs, tracked, out):
-        x, weight = args[0], _arg(args, kwargs, 1, "weight")
-        first = self._first([x]) if id(x) in self.fields else None
-        if first is None or weight is None:
+        call = self._conv_call(args, kwargs, out, transposed=False)
+        if call is None:
             return None
-        _, fx, size = first
-        kernel = (int(weight.shape[-2]), int(weight.shape[-1]))
-        stride = _pair(_arg(args, kwargs, 3, "stride", 1), 1)
-        dilation = _pair(_arg(args, kwargs, 5, "dilation", 1), 1)
-        padding = _arg(args, kwargs, 4, "padding", 0)
-        if isinstance(padding, str):  # "valid" or "same" (PyTorch puts the odd pixel after)
-            padding = tuple(
-                0 if padding == "valid" else d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True)
-            )
-        padding = _pair(padding, 0)
-        groups = int(_arg(args, kwargs, 6, "groups", 1))
-        self._record_conv(kernel, stride, padding, dilation, groups, False, size, out)
-        return Spatial(*(rf.conv(fx.axis(a), kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1)))
+        fx, c = call
+        return Spatial(*(rf.conv(fx.axis(a), c.kernel[a], c.stride[a], c.padding[a], c.dilation[a]) for a in (0, 1)))
 
     def _conv_transpose(self, args, kwargs, tracked, out):
-        x, weight = args[0], _arg(args, kwargs, 1, "weight")
-        first = self._first([x]) if id(x) in self.fields else None
-        if first is None or weight is None:
+        call = self._conv_call(args, kwargs, out, transposed=True)
+        if call is None:
             return None
-        _, fx, size = first
-        kernel = (int(weight.shape[-2]), int(weight.shape[-1]))
-        stride = _pair(_arg(args, kwargs, 3, "stride", 1), 1)
-        padding = _pair(_arg(args, kwargs, 4, "padding", 0), 0)
-        groups = int(_arg(args, kwargs, 6, "groups", 1))
-        dilation = _pair(_arg(args, kwargs, 7, "dilation", 1), 1)
-        self._record_conv(kernel, stride, padding, dilation, groups, True, size, out)
-        out_size = (int(out.shape[-2]), int(out.shape[-1]))
+        fx, c = call
         return Spatial(
             *(
-                rf.transposed(fx.axis(a), kernel[a], stride[a], padding[a], dilation[a], size[a], out_size[a])
+                rf.transposed(
+                    fx.axis(a), c.kernel[a], c.stride[a], c.padding[a], c.dilation[a], c.in_size[a], c.out_size[a]
+                )
                 for a in (0, 1)
             )
         )
+
+    def _conv_call(self, args, kwargs, out, *, transposed: bool) -> tuple[Spatial, ConvCall] | None:
+        """The input's field and the convolution's geometry (recorded), or None when the input
+        is not followed. ``conv2d(input, weight, bias, stride, padding, dilation, groups)``;
+        ``conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)``."""
+        x, weight = args[0], _arg(args, kwargs, 1, "weight")
+        first = self._first([x]) if id(x) in self.fields else None
+        if first is None or weight is None:
+            return None
+        _, fx, size = first
+        kernel = (int(weight.shape[-2]), int(weight.shape[-1]))
+        stride = _pair(_arg(args, kwargs, 3, "stride", 1), 1)
+        padding = _arg(args, kwargs, 4, "padding", 0)
+        if transposed:
+            groups = int(_arg(args, kwargs, 6, "groups", 1))
+            dilation = _pair(_arg(args, kwargs, 7, "dilation", 1), 1)
+        else:
+            dilation = _pair(_arg(args, kwargs, 5, "dilation", 1), 1)
+            groups = int(_arg(args, kwargs, 6, "groups", 1))
+            if isinstance(padding, str):  # "valid" or "same" (PyTorch puts the odd pixel after)
+                padding = tuple(
+                    0 if padding == "valid" else d * (k - 1) // 2 for k, d in zip(kernel, dilation, strict=True)
+                )
+        self._record_conv(kernel, stride, _pair(padding, 0), dilation, groups, transposed, size, out)
+        return fx, self.convs[-1]
 
     def _record_conv(self, kernel, stride, padding, dilation, groups, transposed, size, out) -> None:
         self.convs.append(
