@@ -114,3 +114,41 @@ def test_eval_scores_the_labels_predict_writes(case, tmp_path, monkeypatch, tta)
         assert record["crf"] is None
     figures = expected.compute().as_dict([f"class_{i}" for i in range(NUM_CLASSES)])  # the folder dataset's names
     assert {key: record[key] for key in figures} == figures  # mIoU, accuracies, per class
+
+
+def test_batched_evaluation_scores_the_labels_predict_writes(case, tmp_path, monkeypatch):
+    """Same-sized images in batches of 3: eval runs the model on each image alone, as predict
+    does (a batched convolution rounds differently, and near ties would flip)."""
+    root, _ = case
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "masks").mkdir()
+    masks = {}
+    for i in range(3):
+        image = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+        Image.fromarray(image).save(data / "images" / f"{i}.png")
+        masks[str(i)] = rng.integers(0, NUM_CLASSES, (37, 53), dtype=np.uint8)
+        Image.fromarray(masks[str(i)]).save(data / "masks" / f"{i}.png")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "model: {name: deeplabv3_resnet18}\n"
+        f"data: {{dataset: folder, root: {data}, val_split: train, options: {{num_classes: {NUM_CLASSES}}}, "
+        "val_batch_size: 3, workers: 0}\n"
+    )
+    out = tmp_path / "pred"
+    assert main(["predict", str(root / "model"), str(data / "images"), "-o", str(out), "--precision", "fp32"]) == 0
+    written = [np.array(Image.open(out / f"{i}.png")) for i in range(3)]
+    scored = []
+    update = ConfusionMatrix.update
+
+    def spy(self, prediction, target):
+        scored.append(prediction.cpu().numpy())
+        return update(self, prediction, target)
+
+    monkeypatch.setattr(ConfusionMatrix, "update", spy)
+    assert main(["eval", str(root / "model"), "-c", str(recipe), "--precision", "fp32"]) == 0
+    monkeypatch.setattr(ConfusionMatrix, "update", update)
+    assert [p.shape for p in scored] == [(1, 37, 53)] * 3  # one image at a time
+    for prediction, labels in zip(scored, written, strict=True):
+        assert np.array_equal(prediction[0], labels)

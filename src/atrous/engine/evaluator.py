@@ -64,7 +64,8 @@ def evaluate(
     dataset normalised with: ImageNet's for :func:`~atrous.engine.tasks.semantic.build_eval_dataset`);
     a batch they do not reproduce is refused rather than scored on other colours.
     """
-    if isinstance(model, InferencePath):
+    one_at_a_time = isinstance(model, InferencePath)
+    if one_at_a_time:
         if autocast_dtype is not None:
             raise ValueError("an InferencePath runs in its own precision: pass no autocast_dtype with it")
         run = model
@@ -75,31 +76,40 @@ def evaluate(
     run.model.eval()
     matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
     try:
-        for images, masks in tqdm(loader, desc="eval", leave=False, disable=not progress):
-            images = images.to(device, non_blocking=True)
-            masks = masks.to(device, non_blocking=True)
-            if tile is None:
-                scores = predict_batch(run, images, scales=scales, flip=flip)
-                labels = None
-            else:
-                labels, scores = predict_windows(
-                    run,
-                    images,
-                    tile=tile,
-                    overlap=tile_overlap,
-                    scales=scales,
-                    flip=flip,
-                    keep_scores=crf is not None or on_batch is not None,
-                )
-            if crf is not None:
-                rgb = uint8_pictures(images, mean, std)
-                scores = refine_with_crf(scores, rgb, crf, probabilities=returns_probabilities(scales, flip))
-                labels = None
-            if labels is None:
-                labels = scores.argmax(dim=1)
-            if on_batch is not None:
-                on_batch(images, masks, scores, labels)
-            matrix.update(labels.long(), masks)
+        for batch_images, batch_masks in tqdm(loader, desc="eval", leave=False, disable=not progress):
+            batch_images = batch_images.to(device, non_blocking=True)
+            batch_masks = batch_masks.to(device, non_blocking=True)
+            # `atrous eval` (an InferencePath) runs the model on one image at a time, as predict
+            # does: a batched convolution rounds differently, and a near tie would then go the
+            # other way. The trainer's mid-run evaluation keeps its batches.
+            pairs = (
+                zip(batch_images.split(1), batch_masks.split(1), strict=True)
+                if one_at_a_time
+                else [(batch_images, batch_masks)]
+            )
+            for images, masks in pairs:
+                if tile is None:
+                    scores = predict_batch(run, images, scales=scales, flip=flip)
+                    labels = None
+                else:
+                    labels, scores = predict_windows(
+                        run,
+                        images,
+                        tile=tile,
+                        overlap=tile_overlap,
+                        scales=scales,
+                        flip=flip,
+                        keep_scores=crf is not None or on_batch is not None,
+                    )
+                if crf is not None:
+                    rgb = uint8_pictures(images, mean, std)
+                    scores = refine_with_crf(scores, rgb, crf, probabilities=returns_probabilities(scales, flip))
+                    labels = None
+                if labels is None:
+                    labels = scores.argmax(dim=1)
+                if on_batch is not None:
+                    on_batch(images, masks, scores, labels)
+                matrix.update(labels.long(), masks)
     finally:
         run.model.train(was_training)
     matrix.all_reduce()
