@@ -140,7 +140,7 @@ def test_export_never_writes_over_the_models_files(run, target, capsys, no_model
     assert _snapshot(run) == before
 
 
-@pytest.mark.parametrize("target", ["config.yaml", "best/config.json", "last.pt"])
+@pytest.mark.parametrize("target", ["config.yaml", "best/config.json", "best/README.md", "last.pt"])
 def test_eval_json_never_writes_over_the_model_or_config(run, target, capsys, no_model_load):
     before = _snapshot(run)
     assert main(["eval", str(run), "--json", str(run / target), "--overwrite"]) == 2

@@ -241,6 +241,7 @@ def add_model_files(reads: Reads, model: str | os.PathLike | None, *, int8: bool
     from ..inference.loading import INT8_FOLDER
     from ..inference.temperature import TEMPERATURE_NAME
     from ..inference.torchvision_models import is_torchvision_spec
+    from ..models.card import CARD_NAME
     from ..models.pretrained import CONFIG_NAME, WEIGHTS_NAME
 
     if model is None or is_torchvision_spec(model):
@@ -254,7 +255,7 @@ def add_model_files(reads: Reads, model: str | os.PathLike | None, *, int8: bool
     else:
         return  # loading will say it does not exist
     names = {CONFIG_NAME, WEIGHTS_NAME, LAST, BEST, INFO_NAME, MODEL_XML, MODEL_BIN}
-    names |= {"config.yaml", "metrics.jsonl", "precision.json", "confusion_matrix.npy", TEMPERATURE_NAME}
+    names |= {"config.yaml", "metrics.jsonl", "precision.json", "confusion_matrix.npy", TEMPERATURE_NAME, CARD_NAME}
     suffixes = {".safetensors", ".pt", ".pth", ".ckpt"}
     runs = [folder]
     if (folder.parent / "config.yaml").is_file():  # a run's best/ or int8/: the run is the model's too
