@@ -314,23 +314,33 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_sigterm_finishes_the_request_in_flight_and_exits_0(model_dir):
+def serve_process(script: str, model_dir: Path) -> tuple[subprocess.Popen, str]:
+    """``atrous serve MODEL`` on a free port, run by ``script`` (which patches what it needs first)."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    command = [sys.executable, "-c", _SLOW_SERVE, "serve", str(model_dir), "--port", str(port), "--precision", "fp32"]
+    command = [sys.executable, "-c", script, "serve", str(model_dir), "--port", str(port), "--precision", "fp32"]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_for_readyz(process: subprocess.Popen, base: str, status: int, timeout: float = 60) -> None:
+    """Poll ``/readyz`` until it answers ``status`` (200: ready; 503: up, still loading)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        assert process.poll() is None, process.stdout.read()
+        try:
+            if httpx.get(f"{base}/readyz", timeout=1).status_code == status:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"/readyz never answered {status}"
+        time.sleep(0.2)
+
+
+def test_sigterm_finishes_the_request_in_flight_and_exits_0(model_dir):
+    process, base = serve_process(_SLOW_SERVE, model_dir)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.2)
+        wait_for_readyz(process, base, 200)
         result: dict = {}
 
         def request():
@@ -348,6 +358,36 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(model_dir):
         thread.join(30)
         assert result["r"].status_code == 200 and json.loads(result["r"].content)["width"] == 64
         assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+_SLOW_LOAD = """
+import sys, torch
+import atrous.inference.loading as loading
+load = loading.load_inference_model
+def slow(*args, **kwargs):
+    a = torch.randn(512, 512)
+    for _ in range(100_000):  # inside torch, as a real load is, until the process ends
+        a = torch.tanh(a @ a)
+    return load(*args, **kwargs)
+loading.load_inference_model = slow
+from atrous.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 0), (signal.SIGINT, 130)])
+def test_a_signal_while_the_model_loads_ends_cleanly(model_dir, sig, code):
+    """Before, the interpreter was torn down under the loading thread: SIGABRT, 'terminate called'."""
+    process, base = serve_process(_SLOW_LOAD, model_dir)
+    try:
+        wait_for_readyz(process, base, 503)  # up, and still loading
+        process.send_signal(sig)
+        assert process.wait(30) == code, process.stdout.read()
+        assert "terminate called" not in process.stdout.read()
     finally:
         if process.poll() is None:
             process.kill()

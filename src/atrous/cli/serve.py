@@ -6,6 +6,10 @@ import argparse
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..serve.service import ModelService
 
 HELP = "serve a model over HTTP: segmentation, portrait mode and a web page (needs atrous[serve])"
 
@@ -132,10 +136,28 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     try:
         server.run()
+    except KeyboardInterrupt:
+        _leave_now_if_loading(service, 130)
+        raise
     finally:
         signal.signal(signal.SIGTERM, previous)
+    _leave_now_if_loading(service, 0)
     if service.error is not None:
         raise service.error
     if not server.started:
         raise OSError(f"could not listen on {args.host}:{args.port} (see the message above)")
     return 0
+
+
+def _leave_now_if_loading(service: ModelService, code: int) -> None:
+    """Stopped while the model still loads: end the process at once with ``code``.
+
+    The loading thread is inside torch; tearing the interpreter down under it runs
+    libtorch's static destructors while that thread still uses them, and the process
+    aborts ("terminate called without an active exception", SIGABRT). There is nothing
+    left to write: the server has shut down and no request was served.
+    """
+    if service.loading:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)

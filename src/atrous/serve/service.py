@@ -59,6 +59,11 @@ class ModelService:
     def ready(self) -> bool:
         return self._ready.is_set()
 
+    @property
+    def loading(self) -> bool:
+        """True while the background load (:meth:`start`) is still running."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
         """Load and warm up on a background thread (once)."""
         if self._thread is None:
