@@ -51,7 +51,12 @@ def main() -> int:
     if args.minutes is not None:
         overrides.append(f"train.max_time_s={args.minutes * 60}")
     if args.steps is not None:
-        overrides += [f"train.steps={args.steps}", f"train.eval_every={max(1, args.steps // 4)}"]
+        # The recipe's proportions: warm-up over 1/40 of the schedule, four evaluations.
+        overrides += [
+            f"train.steps={args.steps}",
+            f"train.warmup_steps={max(1, args.steps // 40)}",
+            f"train.eval_every={max(1, args.steps // 4)}",
+        ]
     try:
         config = load_config(args.config, [*overrides, *args.overrides])
     except ConfigError as exc:
