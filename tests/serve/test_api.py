@@ -314,12 +314,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+SERVE_ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+
+
+def serve_command(script: str, model_dir: Path, port: int) -> list[str]:
+    """``atrous serve MODEL --port PORT``, run by ``script`` (which patches what it needs first)."""
+    return [sys.executable, "-c", script, "serve", str(model_dir), "--port", str(port), "--precision", "fp32"]
+
+
 def serve_process(script: str, model_dir: Path) -> tuple[subprocess.Popen, str]:
-    """``atrous serve MODEL`` on a free port, run by ``script`` (which patches what it needs first)."""
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    command = [sys.executable, "-c", script, "serve", str(model_dir), "--port", str(port), "--precision", "fp32"]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = serve_command(script, model_dir, port)
+    process = subprocess.Popen(command, env=SERVE_ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     return process, f"http://127.0.0.1:{port}"
 
 
@@ -392,3 +398,16 @@ def test_a_signal_while_the_model_loads_ends_cleanly(model_dir, sig, code):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_a_busy_port_while_the_model_loads_is_exit_2_naming_it(model_dir):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        command = serve_command(_SLOW_LOAD, model_dir, port)
+        result = subprocess.run(command, env=SERVE_ENV, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == f"atrous serve: error: could not listen on 127.0.0.1:{port} (see the message above)"
+    assert "terminate called" not in result.stderr

@@ -136,21 +136,28 @@ def run(args: argparse.Namespace) -> int:
     previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     try:
         server.run()
+    except SystemExit:
+        if server.started:
+            raise
+        # uvicorn's sys.exit(1) when it cannot bind the port: said below, exit 2 like bad input.
     except KeyboardInterrupt:
-        _leave_now_if_loading(service, 130)
+        _leave_now_if_loading(service, 130, "atrous serve: interrupted")
         raise
     finally:
         signal.signal(signal.SIGTERM, previous)
-    _leave_now_if_loading(service, 0)
     if service.error is not None:
         raise service.error
     if not server.started:
-        raise OSError(f"could not listen on {args.host}:{args.port} (see the message above)")
+        message = f"could not listen on {args.host}:{args.port} (see the message above)"
+        _leave_now_if_loading(service, 2, f"atrous serve: error: {message}")
+        raise OSError(message)
+    _leave_now_if_loading(service, 0)
     return 0
 
 
-def _leave_now_if_loading(service: ModelService, code: int) -> None:
-    """Stopped while the model still loads: end the process at once with ``code``.
+def _leave_now_if_loading(service: ModelService, code: int, message: str | None = None) -> None:
+    """Stopped while the model still loads: say ``message`` (what ``atrous.cli.main`` would
+    have said) and end the process at once with ``code``.
 
     The loading thread is inside torch; tearing the interpreter down under it runs
     libtorch's static destructors while that thread still uses them, and the process
@@ -158,6 +165,8 @@ def _leave_now_if_loading(service: ModelService, code: int) -> None:
     left to write: the server has shut down and no request was served.
     """
     if service.loading:
+        if message:
+            print(message, file=sys.stderr)
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)
