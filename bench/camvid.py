@@ -66,11 +66,7 @@ def main() -> int:
     result = Trainer(config, args.run_dir).run()
     wall = time.perf_counter() - start
     metrics = result.last_metrics or {}
-    curve = []
-    for line in (args.run_dir / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line)
-        if record.get("kind") == "val":
-            curve.append({"step": record["step"], "miou": round(record["miou"], 4)})
+    curve = [{"step": r["step"], "miou": round(r["miou"], 4)} for r in result.history if r["kind"] == "val"]
     summary = {
         "config": str(args.config),
         "model": config.model.name,

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         rgb = image.permute(1, 2, 0).numpy()
         with torch.inference_mode():
             probability = subject_probability(rgb, model, inference_size=args.inference_size).numpy()
-            result = portrait(rgb, model=model, blur=args.blur, inference_size=args.inference_size)
+        # The model runs once: portrait() treats a probability given as the mask as its own.
+        result = portrait(rgb, mask=probability, blur=args.blur)
         person, true_person = probability >= 0.5, truth.numpy() == 1
         union = (person | true_person).sum()
         iou = (person & true_person).sum() / union if union else float("nan")

@@ -21,9 +21,9 @@ def _gallery_module():
 
 def _humanseg(root: Path, count: int) -> Path:
     rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir(parents=True)
     for n in range(1, count + 1):
-        (root / "images").mkdir(parents=True, exist_ok=True)
-        (root / "masks").mkdir(parents=True, exist_ok=True)
         Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(root / "images" / f"{n}.png")
         mask = np.zeros((32, 48), np.uint8)
         mask[8:28, 16:32] = 255
