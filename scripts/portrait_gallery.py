@@ -66,7 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", help="humanseg folder (default $ATROUS_DATA/humanseg)")
     parser.add_argument("--photos", type=int, nargs="+", default=[0, 1, 2], help="held-out indices (default 0 1 2)")
     parser.add_argument("--blur", type=float, default=DEFAULT_BLUR, help="background blur radius in px")
-    parser.add_argument("--inference-size", type=int, default=DEFAULT_INFERENCE_SIZE, help="model's shorter side")
+    parser.add_argument(
+        "--inference-size",
+        type=int,
+        help=f"the shorter side the model sees (default: its data.base_size, else {DEFAULT_INFERENCE_SIZE})",
+    )
     args = parser.parse_args(argv)
 
     target = args.out / "gallery.png"
@@ -90,7 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         image, truth = held_out.load(index)
         rgb = image.permute(1, 2, 0).numpy()
         with torch.inference_mode():
-            probability = subject_probability(rgb, model, inference_size=args.inference_size).numpy()
+            # As `atrous portrait` runs it: the model's own base size unless --inference-size is given.
+            given = {} if args.inference_size is None else {"inference_size": args.inference_size, "base_size": None}
+            probability = subject_probability(rgb, model, **given).numpy()
         # The model runs once: portrait() treats a probability given as the mask as its own.
         result = portrait(rgb, mask=probability, blur=args.blur)
         person, true_person = probability >= 0.5, truth.numpy() == 1

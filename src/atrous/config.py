@@ -95,6 +95,10 @@ class DataConfig:
     val_options: dict[str, Any] = field(default_factory=dict)
     crop_size: list[int] = field(default_factory=lambda: [512, 512])
     scale_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    # Semantic models: photos are brought to this shorter side before the scale augmentation,
+    # and the network sees them at it when evaluating and predicting (scored and written at
+    # their own size). None: scales are relative to each image's own size.
+    base_size: int | None = None
     hflip: float = 0.5
     vflip: float = 0.0  # instance datasets only (nuclei and cells have no up or down)
     jitter: bool = True
@@ -313,6 +317,7 @@ CHECKS: dict[str, Check] = {
     "data.val_options": _mapping(),
     "data.crop_size": _list_of(_at_least(1), length=2),
     "data.scale_range": Check(_increasing_pair, "two numbers 0 < low <= high ([1, 1]: no rescaling)"),
+    "data.base_size": _optional(_at_least(1)),
     "data.hflip": _within(0, 1),
     "data.vflip": _within(0, 1),
     "data.jitter": _any(),
@@ -398,6 +403,21 @@ def _semantic_vflip_unused(c: Config) -> str | None:
     return None
 
 
+def _base_size_applies(c: Config) -> str | None:
+    from .models import model_task
+
+    if c.data.base_size is None:
+        return None
+    if model_task(c.model.name) == "instance":
+        return f"data.base_size={c.data.base_size} applies to semantic models only; {c.model.name} would ignore it"
+    if c.eval.tile is not None:
+        return (
+            f"data.base_size={c.data.base_size} resizes each image for the network, eval.tile={c.eval.tile} tiles it "
+            "at its own size: give one of them"
+        )
+    return None
+
+
 def _instance_model_fields_used(c: Config) -> str | None:
     # Mask R-CNN has no output stride, multi-grid or auxiliary head, and its class count is
     # model.num_classes (or the dataset's): values there would be ignored without a word.
@@ -431,6 +451,7 @@ CROSS_CHECKS: tuple[Callable[[Config], str | None], ...] = (
     _loss_options_valid,
     _dataset_options_not_reserved,
     _semantic_vflip_unused,
+    _base_size_applies,
     _instance_model_fields_used,
 )
 

@@ -103,6 +103,8 @@ def test_bad_arguments():
         train_transforms((0, 10))
     with pytest.raises(ValueError, match="scale_range"):
         RandomScale((2.0, 1.0))
+    with pytest.raises(ValueError, match="base_size must be a positive integer"):
+        RandomScale((1.0, 1.0), base_size=0)
     with pytest.raises(ValueError, match=r"expected image \(3, H, W\) and mask \(H, W\)"):
         eval_transforms()(torch.zeros(3, 4, 4, dtype=torch.uint8), torch.zeros(1, 4, 4, dtype=torch.int64))
 
@@ -115,3 +117,22 @@ def test_random_scale_range():
     out_image, out_mask = transform(tv_tensors.Image(image), tv_tensors.Mask(mask))
     assert out_image.shape == (3, 50, 50) and out_mask.shape == (50, 50)
     assert np.isin(out_mask.numpy(), mask.numpy()).all()
+
+
+@pytest.mark.parametrize(("height", "width"), [(100, 100), (30, 80), (120, 45)])
+def test_random_scale_is_relative_to_the_base_size(height, width):
+    """With base_size the factor applies to the image brought to that shorter side: images of
+    any size come out at one scale (shorter side base_size × factor), aspect kept."""
+    from torchvision import tv_tensors
+
+    image, mask = _coded_pair(height, width)
+    for low, high in ((1.0, 1.0), (0.5, 0.5)):
+        out_image, out_mask = RandomScale((low, high), base_size=60)(tv_tensors.Image(image), tv_tensors.Mask(mask))
+        assert min(out_image.shape[-2:]) == round(60 * low) and out_mask.shape == out_image.shape[-2:]
+        assert abs(out_image.shape[-1] / out_image.shape[-2] - width / height) < 0.05
+    torch.manual_seed(0)
+    sides = [min(RandomScale((0.5, 1.5), base_size=60)(tv_tensors.Image(image))[0].shape[-2:]) for _ in range(30)]
+    assert min(sides) >= 30 and max(sides) <= 90 and len(set(sides)) > 5
+    # train_transforms draws its scale the same way
+    out, _ = train_transforms((20, 20), scale_range=None, base_size=60, jitter=False, hflip=0)(image, mask)
+    assert out.shape == (3, 20, 20)

@@ -141,6 +141,8 @@ def test_a_written_config_reads_back_with_small_numbers(tmp_path):
         ("data.scale_range=[2.0, 0.5]", r"data\.scale_range must be two numbers 0 < low <= high"),
         ("data.scale_range=[0, 1]", r"data\.scale_range must be two numbers 0 < low <= high"),
         ("data.hflip=1.5", r"data\.hflip must be in \[0, 1\], got 1\.5"),
+        ("data.base_size=0", r"data\.base_size must be >= 1"),
+        ("data.base_size=1.5", r"data\.base_size"),
         ("data.vflip=-0.5", r"data\.vflip must be in \[0, 1\]"),
         ("data.batch_size=0", r"data\.batch_size must be >= 1"),
         ("data.val_batch_size=0", r"data\.val_batch_size must be >= 1"),
@@ -241,6 +243,11 @@ def test_base_config_then_recipe_then_overrides(tmp_path):
         (["model.name=unet", "data.vflip=0.5"], r"data\.vflip=0\.5 applies to instance models only"),
         (["model.name=maskrcnn_resnet18_fpn", "model.output_stride=8"], r"model\.output_stride=8 does not apply"),
         (["model.name=maskrcnn_resnet18_fpn", "model.options={num_classes: 5}"], r"set model\.num_classes instead"),
+        (
+            ["model.name=maskrcnn_resnet18_fpn", "data.dataset=dsb2018_nuclei", "data.base_size=256"],
+            r"data\.base_size=256 applies to semantic models only",
+        ),
+        (["model.name=unet", "data.base_size=256", "eval.tile=388"], r"data\.base_size=256 resizes .*give one of them"),
     ],
 )
 def test_options_a_run_would_ignore_or_collide_on_are_refused(overrides, message):

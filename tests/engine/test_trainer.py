@@ -161,3 +161,34 @@ def test_a_config_built_in_python_is_checked_before_any_work(tmp_path):
     assert not (tmp_path / "run").exists()
     with pytest.raises(ValueError, match=r"train\.poly_power must be > 0"):
         poly_lambda(10, power=0.0)
+
+
+def test_base_size_trains_evaluates_and_travels_with_the_model(tiny_config, tmp_path, monkeypatch):
+    """data.base_size: the training crops come from images brought to that shorter side, the
+    run's evaluations show the network the images at it, and the saved model carries it."""
+    import atrous.engine.tasks.semantic as semantic
+    from atrous.data import transforms as transforms_module
+
+    sizes = []
+    resize = transforms_module._resize
+
+    def spy(inpt, size):
+        sizes.append(tuple(size))
+        return resize(inpt, size)
+
+    monkeypatch.setattr(transforms_module, "_resize", spy)
+    seen = []
+    evaluate = semantic.evaluate
+
+    def evaluate_spy(*args, **kwargs):
+        seen.append(kwargs.get("base_size"))
+        return evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(semantic, "evaluate", evaluate_spy)
+    config = tiny_config("data.base_size=48", "data.scale_range=[1, 1]", "data.crop_size=[40, 40]")
+    Trainer(config, tmp_path / "run").run()
+    assert sizes and set(sizes) == {(48, 48)}  # 32×32 shapes brought to the shorter side 48
+    assert seen == [48, 48]  # both evaluations of the run
+    model = load_trained_model(tmp_path / "run")
+    assert model.metadata["base_size"] == 48
+    assert "shorter side 48 px" in (tmp_path / "run" / "best" / "README.md").read_text()

@@ -72,8 +72,10 @@ def _matrix(pairs) -> ConfusionMatrix:
         ["--tile", "32", "--scales", "0.75", "--flip"],
         ["--crf"],
         ["--tile", "32", "--flip", "--crf", "deeplab_largefov", "--crf-iterations", "5"],
+        ["--base-size", "24"],
+        ["--base-size", "80", "--flip", "--crf"],
     ],
-    ids=["single-scale", "scale-flip", "tiles-scale-flip", "crf", "tiles-flip-crf"],
+    ids=["single-scale", "scale-flip", "tiles-scale-flip", "crf", "tiles-flip-crf", "base-size", "base-flip-crf"],
 )
 def test_eval_scores_the_labels_predict_writes(case, tmp_path, monkeypatch, tta):
     root, masks = case
@@ -112,6 +114,7 @@ def test_eval_scores_the_labels_predict_writes(case, tmp_path, monkeypatch, tta)
         assert record["crf"]["iterations"] == (5 if "--crf-iterations" in tta else 10)
     else:
         assert record["crf"] is None
+    assert record["base_size"] == (int(tta[tta.index("--base-size") + 1]) if "--base-size" in tta else None)
     figures = expected.compute().as_dict([f"class_{i}" for i in range(NUM_CLASSES)])  # the folder dataset's names
     assert {key: record[key] for key in figures} == figures  # mIoU, accuracies, per class
 
@@ -152,3 +155,26 @@ def test_batched_evaluation_scores_the_labels_predict_writes(case, tmp_path, mon
     assert [p.shape for p in scored] == [(1, 37, 53)] * 3  # one image at a time
     for prediction, labels in zip(scored, written, strict=True):
         assert np.array_equal(prediction[0], labels)
+
+
+def test_a_models_base_size_is_the_default_of_predict_and_eval(case, tmp_path):
+    """A model trained with data.base_size carries it: predict and eval show it the images at
+    that side unless --base-size says otherwise; --tile needs --base-size 0."""
+    root, _ = case
+    model = atrous.load_model(root / "model")
+    model.metadata = {**model.metadata, "base_size": 24}
+    model.save_pretrained(tmp_path / "model")
+    images = str(root / "data" / "images")
+    runs = {}
+    for name, extra in (("default", []), ("explicit", ["--base-size", "24"]), ("own", ["--base-size", "0"])):
+        predict = ["predict", str(tmp_path / "model"), images, "-o", str(tmp_path / name), "--precision", "fp32"]
+        assert main([*predict, *extra]) == 0
+        runs[name] = {n: np.array(Image.open(tmp_path / name / f"{n}.png")) for n in SIZES}
+    assert all(np.array_equal(runs["default"][n], runs["explicit"][n]) for n in SIZES)
+    assert any(not np.array_equal(runs["default"][n], runs["own"][n]) for n in SIZES)
+    metrics = tmp_path / "metrics.json"
+    evaluate = ["eval", str(tmp_path / "model"), "-c", str(root / "recipe.yaml"), "--precision", "fp32"]
+    assert main([*evaluate, "--json", str(metrics)]) == 0
+    assert json.loads(metrics.read_text())["base_size"] == 24
+    assert main([*evaluate, "--tile", "32"]) == 2
+    assert main([*evaluate, "--tile", "32", "--base-size", "0"]) == 0

@@ -79,6 +79,7 @@ def test_model_health_ready_docs_and_page(client):
         "classes": CLASSES,
         "palette": PALETTE,
         "output_stride": info["output_stride"],
+        "base_size": None,  # the tiny model was not trained with data.base_size
         "precision": "fp32",
         "subject_default": "person",
     }

@@ -49,6 +49,13 @@ def add_tta_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scales", type=float, nargs="+", help="test scales; --ms uses DeepLab v3's 0.5 … 1.75 (§4.3)")
     parser.add_argument("--ms", action="store_true", help="multi-scale test: scales 0.5, 0.75, 1.0, 1.25, 1.5, 1.75")
     parser.add_argument("--flip", action="store_true", help="add left-right flipped inputs")
+    parser.add_argument(
+        "--base-size",
+        type=_non_negative_int,
+        metavar="PX",
+        help="the network sees each image at this shorter side, results at the image's size (default: the side the "
+        "model was trained at, its data.base_size, if any; 0: the image's own size)",
+    )
     parser.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="evaluate at this output stride")
     parser.add_argument(
         "--tile", type=int, help="predict in tiles of this size (overlap-tile for the unpadded U-Net, U-Net §2)"
@@ -99,6 +106,14 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
     return value
+
+
+def resolve_base_size(args: argparse.Namespace, model) -> int | None:
+    """``--base-size`` (0: none), else the side the model was trained at (its metadata's ``base_size``)."""
+    if args.base_size is not None:
+        return args.base_size or None
+    value = (getattr(model, "metadata", None) or {}).get("base_size")
+    return int(value) if value else None
 
 
 def resolve_scales(args: argparse.Namespace, default: list[float]) -> list[float]:

@@ -12,6 +12,7 @@ from .common import (
     add_precision_option,
     add_tta_options,
     crf_record,
+    resolve_base_size,
     resolve_crf_option,
     resolve_scales,
     run_config_path,
@@ -74,6 +75,12 @@ def run(args: argparse.Namespace) -> int:
         return _run_instance(args, config, model, device)
     if output_stride:
         model.set_output_stride(output_stride)
+    base_size = resolve_base_size(args, model)
+    if base_size is not None and tile is not None:
+        raise ValueError(
+            f"--tile {tile} tiles each image at its own size, the model sees images at the shorter side {base_size} "
+            "(--base-size): give --base-size 0 to tile"
+        )
     path = inference_path(model.eval(), device, args.precision)
     data = config.data
     dataset = build_eval_dataset(config, args.split)
@@ -90,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
         # averaged probabilities: the calibration sample keeps log-probabilities then.
         collector = ReportCollector(
             model.num_classes,
-            probabilities=returns_probabilities(scales, flip) or crf is not None,  # the CRF returns marginals
+            # the CRF returns marginals
+            probabilities=returns_probabilities(scales, flip, base_size) or crf is not None,
             worst=plan.worst,
             seed=plan.seed,
         )
@@ -105,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
             progress=True,
             tile=tile,
             tile_overlap=config.eval.tile_overlap,
+            base_size=base_size,
             on_batch=collector,
             crf=crf,
             mean=IMAGENET_MEAN,  # the normalisation build_eval_dataset applies: the CRF recovers the pictures
@@ -116,6 +125,7 @@ def run(args: argparse.Namespace) -> int:
         f"model {args.model}  split {args.split or data.val_split}  scales {scales}  flip {flip}  "
         f"output stride {model.output_stride}"
         + (f"  tiles {tile}" if tile else "")
+        + (f"  base size {base_size}" if base_size else "")
         + (f"  crf {crf_record(crf)['preset'] or 'custom'} ({crf.iterations} iterations)" if crf else "")
     )
     print(f"precision {path.precision}: {path.choice.summary()}")
@@ -129,10 +139,12 @@ def run(args: argparse.Namespace) -> int:
             "flip": flip,
             "output_stride": model.output_stride,
             "tile": tile,
+            "base_size": base_size,
             "precision": path.precision,
             # what the compared run needs to resolve its own path (left out of the record)
             "precision_flag": args.precision,
             "output_stride_flag": output_stride,
+            "base_size_flag": args.base_size,
             "tile_overlap": config.eval.tile_overlap,
             "crf": crf_record(crf),
             "crf_flag": crf,
@@ -156,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
             "flip": flip,
             "output_stride": model.output_stride,
             "tile": tile,
+            "base_size": base_size,
             "crf": crf_record(crf),
             "precision": path.precision,
             **metrics.as_dict(names),
@@ -212,9 +225,10 @@ def _run_instance(args: argparse.Namespace, config, model, device) -> int:
 
     if args.precision not in ("auto", "fp32"):
         raise ValueError(f"--precision {args.precision} applies to semantic models; instance models evaluate in fp32")
-    if args.scales or args.ms or args.flip or args.output_stride or args.tile or args.crf:
+    if args.scales or args.ms or args.flip or args.output_stride or args.tile or args.crf or args.base_size:
         raise ValueError(
-            "--scales, --flip, --output-stride, --tile and --crf apply to semantic models, not instance ones"
+            "--scales, --flip, --output-stride, --tile, --base-size and --crf apply to semantic models, "
+            "not instance ones"
         )
     if args.split:
         config.data.val_split = args.split

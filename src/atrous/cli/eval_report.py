@@ -225,7 +225,7 @@ def compared_run(spec: CompareSpec, settings: dict[str, Any], model, device):
     from ..inference import inference_path, load_inference_model
     from ..models import task_of
 
-    own = {key: settings[key] for key in ("scales", "flip", "output_stride", "tile", "precision")}
+    own = {key: settings[key] for key in ("scales", "flip", "output_stride", "tile", "precision", "base_size")}
     own["crf"] = settings["crf_flag"]
     options = dict(own)
     if spec.model is not None:
@@ -239,6 +239,10 @@ def compared_run(spec: CompareSpec, settings: dict[str, Any], model, device):
         if settings["output_stride_flag"]:
             other.set_output_stride(settings["output_stride_flag"])
         options["output_stride"] = other.output_stride
+        # The other model at the shorter side it was trained at, unless --base-size says otherwise.
+        flag = settings["base_size_flag"]
+        trained_at = (getattr(other, "metadata", None) or {}).get("base_size")
+        options["base_size"] = (flag or None) if flag is not None else (int(trained_at) if trained_at else None)
         return inference_path(other.eval(), device, settings["precision_flag"]), options
     options.update(spec.changes)
     if options == own:
@@ -286,6 +290,7 @@ def run_report(args: argparse.Namespace, plan: ReportPlan, context: dict[str, An
                 progress=True,
                 tile=options["tile"],
                 tile_overlap=settings["tile_overlap"],
+                base_size=options["base_size"],
                 on_batch=hook,
                 crf=options["crf"],
                 mean=IMAGENET_MEAN,  # the normalisation build_eval_dataset applies

@@ -45,9 +45,9 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--inference-size",
         type=int,
-        default=520,
         metavar="PX",
-        help="with --model, the shorter side the model sees (default 520; 0: full resolution)",
+        help="with --model, the shorter side the model sees at most (default: the side the model was trained at, "
+        "its data.base_size, else 520; 0: full resolution)",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     add_precision_option(parser)
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = Image.registered_extensions().get(suffix)
     if fmt is None or fmt not in Image.SAVE:
         raise ValueError(f"cannot tell an image format from the output name {args.output} (use .png or .jpg)")
-    if args.inference_size < 0:
+    if args.inference_size is not None and args.inference_size < 0:
         raise ValueError(f"--inference-size must be 0 or more, got {args.inference_size}")
     if args.subject_class is not None and args.mask is not None:
         raise ValueError("--class chooses a model's class; it does not apply to --mask")
@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
         feather=args.feather,
         kernel=args.kernel,
         device=resolve_device(args.device),
-        inference_size=args.inference_size or None,
+        # Given: that side (0: the photo's own); else the model's data.base_size, or 520.
+        **({} if args.inference_size is None else {"inference_size": args.inference_size or None, "base_size": None}),
         precision=args.precision,
     )
     picture = Image.fromarray(result)

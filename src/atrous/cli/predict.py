@@ -19,6 +19,7 @@ from .common import (
     add_tta_options,
     crf_record,
     expand_inputs,
+    resolve_base_size,
     resolve_crf_option,
     resolve_scales,
 )
@@ -89,6 +90,12 @@ def run(args: argparse.Namespace) -> int:
         return _run_instance(args, model, paths, names)
     if args.output_stride:
         model.set_output_stride(args.output_stride)
+    base_size = resolve_base_size(args, model)
+    if base_size is not None and args.tile:
+        raise ValueError(
+            f"--tile {args.tile} tiles each image at its own size, the model sees images at the shorter side "
+            f"{base_size} (--base-size): give --base-size 0 to tile"
+        )
     predictor = Predictor(
         model,
         device=resolve_device(args.device),
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         flip=args.flip,
         tile=args.tile,
         crf=crf,
+        base_size=base_size,
     )
     print(f"atrous predict: precision {predictor.precision}: {predictor.path.choice.summary()}", file=sys.stderr)
     if args.probabilities and predictor.temperature is not None:
@@ -180,7 +188,8 @@ def _prepare(args: argparse.Namespace, paths: list[Path], task: str) -> list[str
     from .outputs import Reads, add_model_files, check_folder, check_outputs, clear_stale, plan_names
 
     if task == "instance":
-        if args.probabilities or args.scales or args.ms or args.flip or args.output_stride or args.tile or args.crf:
+        tta = args.scales or args.ms or args.flip or args.output_stride or args.tile or args.crf or args.base_size
+        if args.probabilities or tta:
             raise ValueError("--probabilities and the test-time options apply to semantic models, not instance ones")
         suffixes = ["_overlay.png", *(["_masks"] if args.masks else [])]
     else:

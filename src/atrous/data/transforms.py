@@ -58,18 +58,28 @@ class RandomScale(v2.Transform):
 
     The multi-scale augmentation of DeepLab (v2 §4, v3 §4: factors 0.5–2.0), which keeps
     the aspect ratio, unlike v2's ``RandomResize`` (a random shorter side).
+
+    With ``base_size`` the factor is relative to the image brought to that shorter side
+    (torchvision's segmentation reference calls it ``base_size`` too): photos of any size
+    then show their content at one scale, the one :func:`atrous.inference.tta.base_scales`
+    gives the network at test time.
     """
 
-    def __init__(self, scale_range: tuple[float, float] = (0.5, 2.0)) -> None:
+    def __init__(self, scale_range: tuple[float, float] = (0.5, 2.0), base_size: int | None = None) -> None:
         super().__init__()
         low, high = scale_range
         if not 0 < low <= high:
             raise ValueError(f"scale_range must be (low, high) with 0 < low <= high; got {scale_range}")
+        if base_size is not None and (isinstance(base_size, bool) or not isinstance(base_size, int) or base_size < 1):
+            raise ValueError(f"base_size must be a positive integer or None, got {base_size!r}")
         self.scale_range = (float(low), float(high))
+        self.base_size = base_size
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = _spatial_size(flat_inputs)
         factor = float(torch.empty(()).uniform_(*self.scale_range))
+        if self.base_size is not None:
+            factor *= self.base_size / min(height, width)
         return {"size": [max(1, round(height * factor)), max(1, round(width * factor))]}
 
     def transform(self, inpt: Any, params: dict[str, Any]) -> Any:
@@ -214,10 +224,12 @@ def train_transforms(
     mirror_margin: int = 0,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    base_size: int | None = None,
 ) -> PairedTransform:
     """The DeepLab training augmentation for ``(image, mask)`` pairs.
 
-    Random scale (``scale_range``, ``None`` to skip) → mirror padding by ``mirror_margin``
+    Random scale (``scale_range``, ``None`` to skip; relative to the image brought to the
+    shorter side ``base_size`` when one is given, see :class:`RandomScale`) → mirror padding by ``mirror_margin``
     (image and mask alike; the unpadded U-Net's context, so that crops whose centre is
     supervised reach the image border, U-Net §2) → pad to at least ``crop_size`` (image
     0, mask ``IGNORE_INDEX``) → random crop of ``crop_size`` → horizontal flip with
@@ -237,8 +249,8 @@ def train_transforms(
     """
     crop = _pair(crop_size, "crop_size")
     steps: list[v2.Transform] = []
-    if scale_range is not None:
-        steps.append(RandomScale(scale_range))
+    if scale_range is not None or base_size is not None:
+        steps.append(RandomScale(scale_range or (1.0, 1.0), base_size))
     if mirror_margin > 0:
         steps.append(v2.Pad(mirror_margin, padding_mode="reflect"))
     steps.append(v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}))

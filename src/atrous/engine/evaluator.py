@@ -44,8 +44,12 @@ def evaluate(
     crf: str | CRFParams | None = None,
     mean: Sequence[float] = IMAGENET_MEAN,
     std: Sequence[float] = IMAGENET_STD,
+    base_size: int | None = None,
 ) -> ConfusionMatrix:
     """Accumulate one dataset-level confusion matrix over ``loader`` (reduced across ranks).
+
+    ``base_size``: the network sees each image at that shorter side (the model's
+    ``data.base_size``; :func:`~atrous.inference.tta.base_scales`), scored at its own size.
 
     ``model``: a module, run as it is under ``autocast_dtype`` (the trainer's model
     mid-run), or the :class:`~atrous.inference.InferencePath` ``atrous predict`` builds
@@ -72,6 +76,8 @@ def evaluate(
     else:
         run = InferencePath.as_given(model, autocast_dtype)
     crf = resolve_crf(crf)
+    if base_size is not None and tile is not None:
+        raise ValueError(f"base_size={base_size} resizes each image for the network, tile={tile} tiles it: give one")
     was_training = run.model.training
     run.model.eval()
     matrix = ConfusionMatrix(num_classes, ignore_index=ignore_index, device=device)
@@ -89,7 +95,7 @@ def evaluate(
             )
             for images, masks in pairs:
                 if tile is None:
-                    scores = predict_batch(run, images, scales=scales, flip=flip)
+                    scores = predict_batch(run, images, scales=scales, flip=flip, base_size=base_size)
                     labels = None
                 else:
                     labels, scores = predict_windows(
@@ -103,7 +109,9 @@ def evaluate(
                     )
                 if crf is not None:
                     rgb = uint8_pictures(images, mean, std)
-                    scores = refine_with_crf(scores, rgb, crf, probabilities=returns_probabilities(scales, flip))
+                    scores = refine_with_crf(
+                        scores, rgb, crf, probabilities=returns_probabilities(scales, flip, base_size)
+                    )
                     labels = None
                 if labels is None:
                     labels = scores.argmax(dim=1)

@@ -89,8 +89,10 @@ def portrait(
         device: where the model and the blur run.
         model_options: with ``model``, how it runs, as :func:`subject_probability` takes
             them: ``inference_size`` (the shorter side it sees, default 520; ``None``: full
-            resolution), ``scales``, ``flip``, ``tile`` (test-time options), ``mean``,
-            ``std`` (its input normalisation) and ``precision`` (default ``auto``).
+            resolution), ``base_size`` (default: the side the model was trained at, its
+            ``data.base_size``, which replaces ``inference_size``), ``scales``, ``flip``,
+            ``tile`` (test-time options), ``mean``, ``std`` (its input normalisation) and
+            ``precision`` (default ``auto``).
 
     Returns:
         The result as a uint8 (H, W, 3) array.
@@ -241,12 +243,18 @@ def subject_probability(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     precision: str = "auto",
+    base_size: int | str | None = "model",
 ) -> torch.Tensor:
     """The model's softmax probability of the subject class, float32 (H, W) at the image's size (on CPU).
 
     Args:
         inference_size: the shorter side (px) the model sees; larger images are scaled down
-            for it and the probabilities scaled back. ``None``: full resolution.
+            for it and the probabilities scaled back. ``None``: full resolution. Not used
+            when there is a ``base_size``.
+        base_size: the model sees every image, larger or smaller, at this shorter side
+            (:func:`atrous.inference.tta.base_scales`), as it was trained to
+            (``data.base_size``). Default ``"model"``: ``model.metadata["base_size"]`` when
+            the model has one; ``None``: use ``inference_size``.
         scales, flip, tile: test-time options of
             :func:`atrous.inference.tta.predict_probabilities`.
         mean, std: the model's input normalisation; default ``model.metadata``'s, else
@@ -255,12 +263,20 @@ def subject_probability(
             (``auto``: the fast path in the precision measured fastest here).
     """
     from .fast import inference_path
-    from .tta import predict_probabilities, returns_probabilities
+    from .tta import predict_batch, predict_probabilities, returns_probabilities
 
     index = resolve_subject_class(model, subject_class)
     rgb = load_rgb(image)
     height, width = rgb.shape[:2]
     metadata = getattr(model, "metadata", None) or {}
+    if base_size == "model":
+        base_size = int(metadata["base_size"]) if metadata.get("base_size") else None
+    if base_size is not None:
+        if isinstance(base_size, bool) or not isinstance(base_size, int) or base_size < 1:
+            raise ValueError(f"base_size must be a positive integer, 'model' or None, got {base_size!r}")
+        if tile is not None:
+            raise ValueError(f"base_size={base_size} predicts the resized image whole; tiles need base_size=None")
+        inference_size = None  # the network sees the photo at base_size instead
     dev = torch.device(device)
     mean_t = torch.tensor(mean or metadata.get("mean") or IMAGENET_MEAN, dtype=torch.float32, device=dev)
     std_t = torch.tensor(std or metadata.get("std") or IMAGENET_STD, dtype=torch.float32, device=dev)
@@ -272,14 +288,18 @@ def subject_probability(
             small = (max(1, round(height * scale)), max(1, round(width * scale)))
             x = F.interpolate(x, size=small, mode="bilinear", align_corners=False, antialias=True)
         x = (x - mean_t.view(1, 3, 1, 1)) / std_t.view(1, 3, 1, 1)
-        if path.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with path.autocast(dev):
-            scores = predict_probabilities(path.model, x, scales=tuple(scales), flip=flip, tile=tile)
+        if base_size is not None:
+            # As predict and eval see it: at base_size, padded to the output stride.
+            scores = predict_batch(path, x, scales=tuple(scales), flip=flip, base_size=base_size)
+        else:
+            if path.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with path.autocast(dev):
+                scores = predict_probabilities(path.model, x, scales=tuple(scales), flip=flip, tile=tile)
         if isinstance(scores, dict):  # a model left in train mode with an auxiliary head
             scores = scores["out"]
         scores = scores.float()
-        averaged = returns_probabilities(scales, flip)
+        averaged = returns_probabilities(scales, flip, base_size)
         if scores.shape[1] == 1:
             probs = scores if averaged else scores.sigmoid()
             subject = probs if index == 1 else 1 - probs

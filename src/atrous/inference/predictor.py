@@ -119,6 +119,11 @@ class Predictor:
         memory_budget: working memory allowed per image (``"2GiB"``, bytes): activations,
             the normalised image and the label map; the model's weights are not counted.
         scales, flip: test-time augmentation (DeepLab v3 §4.3), applied per window.
+        base_size: the network sees each image at this shorter side and its results are
+            resized back (:func:`~atrous.inference.tta.base_scales`). Default ``"model"``:
+            the side the model was trained at (``model.metadata["base_size"]``, a run's
+            ``data.base_size``), else the image's own size; ``None``: the image's own size.
+            Not with tiles: the resized image is predicted whole.
         crf: refine the whole image's class probabilities with the fully connected CRF
             (DeepLab v1 §4, v2 §3.2; :mod:`atrous.inference.crf`) before taking labels: a
             preset name (``deeplab_v2``, ``deeplab_largefov``) or
@@ -149,6 +154,7 @@ class Predictor:
         crf: str | CRFParams | None = None,
         palette: Sequence[Sequence[int]] | None = None,
         temperature: float | None = None,
+        base_size: int | str | None = "model",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -177,6 +183,13 @@ class Predictor:
         self.memory_budget = parse_bytes(memory_budget)
         self.scales = tuple(float(s) for s in scales)
         self.flip = flip
+        if base_size == "model":
+            base_size = int(meta["base_size"]) if meta.get("base_size") else None
+        if base_size is not None and (isinstance(base_size, bool) or not isinstance(base_size, int) or base_size < 1):
+            raise ValueError(f"base_size must be a positive integer, 'model' or None, got {base_size!r}")
+        if base_size is not None and (mode == "tiled" or tile is not None):
+            raise ValueError(f"base_size={base_size} predicts the resized image whole; tiles need base_size=None")
+        self.base_size = base_size
         if temperature is None:
             temperature = getattr(model, "temperature", None)
         self.temperature = None if temperature is None else check_temperature(temperature, "temperature")
@@ -190,7 +203,9 @@ class Predictor:
     def _scores(self, x: torch.Tensor, output_stride: int = 1) -> torch.Tensor:
         """Float32 scores for normalised images: padded to ``output_stride`` and cropped back
         (:func:`atrous.inference.tta.predict_batch`, what ``atrous eval`` scores too)."""
-        return predict_batch(self.path, x, output_stride=output_stride, scales=self.scales, flip=self.flip)
+        return predict_batch(
+            self.path, x, output_stride=output_stride, scales=self.scales, flip=self.flip, base_size=self.base_size
+        )
 
     def working_memory(self) -> MemoryModel:
         """The forward pass's measured working memory (bytes = fixed + per_pixel · pixels)."""
@@ -212,6 +227,8 @@ class Predictor:
                     f"a {height}×{width} image needs {format_bytes(needs)} for the dense CRF, more than the memory "
                     f"budget of {format_bytes(self.memory_budget)}"
                 )
+        if self.base_size is not None:
+            return "whole", None, 1  # the network sees the image at base_size, whatever its own size
         budget = self.memory_budget - fixed
         if budget <= 0:
             raise MemoryError(
@@ -283,7 +300,7 @@ class Predictor:
         return torch.from_numpy(self(image).labels.astype(np.int64))
 
     def _returns_probabilities(self) -> bool:
-        return returns_probabilities(self.scales, self.flip)
+        return returns_probabilities(self.scales, self.flip, self.base_size)
 
 
 def normalize(rgb: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:

@@ -27,10 +27,24 @@ from .tiling import tiled_predict
 DEEPLAB_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
-def returns_probabilities(scales: Sequence[float], flip: bool) -> bool:
+def returns_probabilities(scales: Sequence[float], flip: bool, base_size: int | None = None) -> bool:
     """Whether :func:`predict_probabilities` returns softmax probabilities (several passes
-    averaged) rather than the model's logits (one scale, no flip)."""
-    return not (tuple(scales) == (1.0,) and not flip)
+    averaged, or one pass resized back from ``base_size``) rather than the model's logits
+    (one scale, no flip, the image's own size)."""
+    return base_size is not None or not (tuple(scales) == (1.0,) and not flip)
+
+
+def base_scales(size: Sequence[int], scales: Sequence[float], base_size: int | None) -> tuple[float, ...]:
+    """The factors an image of ``size`` (H, W) is resized by for ``scales`` relative to
+    ``base_size``: each scale times ``base_size / min(H, W)``, so that the network sees the
+    image at the shorter side the model was trained at (``data.base_size``, and
+    :class:`~atrous.data.transforms.RandomScale`). ``base_size=None``: ``scales`` as given."""
+    if base_size is None:
+        return tuple(float(s) for s in scales)
+    if isinstance(base_size, bool) or not isinstance(base_size, int) or base_size < 1:
+        raise ValueError(f"base_size must be a positive integer or None, got {base_size!r}")
+    factor = base_size / min(int(size[0]), int(size[1]))
+    return tuple(float(s) * factor for s in scales)
 
 
 @torch.no_grad()
@@ -42,6 +56,7 @@ def predict_probabilities(
     flip: bool = False,
     tile: int | None = None,
     tile_overlap: float = 0.25,
+    base_size: int | None = None,
 ) -> torch.Tensor:
     """Class scores at the input size, averaged over scales and flips.
 
@@ -49,13 +64,21 @@ def predict_probabilities(
     same). Otherwise each pass is resized back to the input size and the softmax
     probabilities are averaged, as the DeepLab reference evaluation does. With ``tile``
     every pass is predicted in tiles (:func:`atrous.inference.tiling.predict_tiled`).
+    With ``base_size`` the scales are relative to the image brought to that shorter side
+    (:func:`base_scales`), and probabilities are returned.
     """
+    if base_size is not None:
+        if tile is not None:
+            raise ValueError("base_size resizes the image for the network, tile tiles it at its own size: give one")
+        scales = base_scales(images.shape[-2:], scales, base_size)
+    elif not returns_probabilities(scales, flip):
+        scales = ()  # the logits path below
     if tile is not None:
         from .tiling import predict_tiled
 
         net = model
         model = functools.partial(predict_tiled, net, tile=tile, overlap=tile_overlap)
-    if not returns_probabilities(scales, flip):
+    if not scales:
         return model(images)
     size = images.shape[-2:]
     total = None
@@ -78,6 +101,7 @@ def predict_batch(
     output_stride: int | None = None,
     scales: Sequence[float] = (1.0,),
     flip: bool = False,
+    base_size: int | None = None,
 ) -> torch.Tensor:
     """Float32 class scores (B, classes, H, W) for a batch of normalised images (B, 3, H, W).
 
@@ -87,11 +111,23 @@ def predict_batch(
     else 1), put in the path's layout, run under its autocast through
     :func:`predict_probabilities` (every scale and flip) and cropped back: the scores
     :class:`~atrous.inference.Predictor` takes a whole image's labels from (tiles:
-    :func:`predict_windows`).
+    :func:`predict_windows`). ``base_size``: the network sees the images at that shorter
+    side (:func:`base_scales`); the scores are at their own size.
     """
     if not isinstance(run, InferencePath):
         run = InferencePath.as_given(run)
     height, width = images.shape[-2:]
+    if base_size is not None:
+        # Padding to the stride happens at the resized size, inside each pass.
+        with run.autocast(images.device):
+            scores = predict_probabilities(
+                functools.partial(_padded_to_stride, run, output_stride),
+                images,
+                scales=scales,
+                flip=flip,
+                base_size=base_size,
+            )
+        return scores.float()
     stride = int(output_stride or getattr(run.model, "output_stride", 1) or 1)
     images = mirror_pad(images, 0, -height % stride, 0, -width % stride)
     if run.channels_last:
@@ -99,6 +135,17 @@ def predict_batch(
     with run.autocast(images.device):
         scores = predict_probabilities(run.model, images, scales=scales, flip=flip)
     return scores[..., :height, :width].float()
+
+
+def _padded_to_stride(run: InferencePath, output_stride: int | None, images: torch.Tensor) -> torch.Tensor:
+    """The model's scores for ``images``, mirror-padded at the bottom and right to its output
+    stride (or ``output_stride``) and put in the path's layout for the pass, cropped back."""
+    height, width = images.shape[-2:]
+    stride = int(output_stride or getattr(run.model, "output_stride", 1) or 1)
+    padded = mirror_pad(images, 0, -height % stride, 0, -width % stride)
+    if run.channels_last:
+        padded = padded.contiguous(memory_format=torch.channels_last)
+    return run.model(padded)[..., :height, :width]
 
 
 @torch.no_grad()

@@ -52,6 +52,9 @@ def _model_table(config: Mapping[str, Any], metadata: Mapping[str, Any], paramet
     if metadata.get("mean") and metadata.get("std"):
         mean, std = _numbers(metadata["mean"]), _numbers(metadata["std"])
         rows.append(("input", f"RGB, (x/255 − mean)/std with mean {mean}, std {std}"))
+    if metadata.get("base_size"):
+        side = int(metadata["base_size"])
+        rows.append(("input size", f"shorter side {side} px (resized; results at the image's size)"))
     if parameters is not None:
         rows.append(("parameters", f"{parameters / 1e6:.2f} M"))
     options = ", ".join(f"{k}={v}" for k, v in build.items() if k not in ("num_classes", "output_stride"))

@@ -135,6 +135,7 @@ class ModelService:
             "classes": self.class_names,
             "palette": self.palette,
             "output_stride": self.predictor.output_stride,
+            "base_size": self.predictor.base_size,  # the shorter side images are resized to for the network
             "precision": self.predictor.precision,
             "subject_default": self.subject_default(),
         }

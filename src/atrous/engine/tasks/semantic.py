@@ -107,6 +107,9 @@ class SemanticTask(Task):
             "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD),
         }
+        if config.data.base_size is not None:
+            # Predict, eval, portrait and serve show the network photos at this shorter side.
+            self.metadata["base_size"] = int(config.data.base_size)
         self._matrix: ConfusionMatrix | None = None
         self._image_matrices: np.ndarray | None = None
         self._val_loader: DataLoader | None = None
@@ -158,6 +161,7 @@ class SemanticTask(Task):
             mirror_margin=self.valid_context,
             mean=IMAGENET_MEAN,
             std=IMAGENET_STD,
+            base_size=d.base_size,
         )
         keyed: Dataset = KeyedAugmentation(self.train_set, transforms, seed=t.seed)
         if t.weight_map is not None:
@@ -211,6 +215,7 @@ class SemanticTask(Task):
             progress=False,
             tile=self.config.eval.tile,
             tile_overlap=self.config.eval.tile_overlap,
+            base_size=self.config.data.base_size,
             on_batch=keep_image_matrices if per_image is not None else None,
         )
         if per_image is not None:
