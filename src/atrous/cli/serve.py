@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     # uvicorn handles SIGTERM/SIGINT: stop accepting, finish the requests in flight, exit.
-    server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
+    server = _signal_recording_server(uvicorn.Config(app, host=args.host, port=args.port, log_level="info"))
 
     def stop(exc: BaseException) -> None:
         print(f"atrous serve: the model failed to load; stopping ({exc})", file=sys.stderr, flush=True)
@@ -151,8 +151,33 @@ def run(args: argparse.Namespace) -> int:
         message = f"could not listen on {args.host}:{args.port} (see the message above)"
         _leave_now_if_loading(service, 2, f"atrous serve: error: {message}")
         raise OSError(message)
+    if server.stopped_by == signal.SIGINT:
+        # Ctrl-C whose re-raised signal asyncio's runner absorbed: still an interrupt (130).
+        _leave_now_if_loading(service, 130, "atrous serve: interrupted")
+        raise KeyboardInterrupt
     _leave_now_if_loading(service, 0)
     return 0
+
+
+def _signal_recording_server(config):
+    """A uvicorn server for ``config`` that records, in ``stopped_by``, the first signal that stopped it."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server, remembering the first signal that stopped it.
+
+        uvicorn re-raises that signal after its shutdown, but inside ``asyncio.run``, whose
+        own SIGINT handler may turn it into a cancellation that ends quietly: whether
+        Ctrl-C surfaced as KeyboardInterrupt depended on timing. The record does not."""
+
+        stopped_by: int | None = None
+
+        def handle_exit(self, sig, frame) -> None:
+            if self.stopped_by is None:
+                self.stopped_by = sig
+            super().handle_exit(sig, frame)
+
+    return Server(config)
 
 
 def _leave_now_if_loading(service: ModelService, code: int, message: str | None = None) -> None:
