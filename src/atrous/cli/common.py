@@ -108,12 +108,11 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def resolve_base_size(args: argparse.Namespace, model) -> int | None:
-    """``--base-size`` (0: none), else the side the model was trained at (its metadata's ``base_size``)."""
-    if args.base_size is not None:
-        return args.base_size or None
-    value = (getattr(model, "metadata", None) or {}).get("base_size")
-    return int(value) if value else None
+def resolve_base_size(flag: int | None, model) -> int | None:
+    """``--base-size`` (``flag``; 0: none), else the side ``model`` was trained at (its ``data.base_size``)."""
+    from ..inference.tta import model_base_size
+
+    return model_base_size(model, "model" if flag is None else (flag or None))
 
 
 def resolve_scales(args: argparse.Namespace, default: list[float]) -> list[float]:

@@ -224,6 +224,7 @@ def compared_run(spec: CompareSpec, settings: dict[str, Any], model, device):
     the compared evaluation: ``(path, options)``."""
     from ..inference import inference_path, load_inference_model
     from ..models import task_of
+    from .common import resolve_base_size
 
     own = {key: settings[key] for key in ("scales", "flip", "output_stride", "tile", "precision", "base_size")}
     own["crf"] = settings["crf_flag"]
@@ -240,9 +241,7 @@ def compared_run(spec: CompareSpec, settings: dict[str, Any], model, device):
             other.set_output_stride(settings["output_stride_flag"])
         options["output_stride"] = other.output_stride
         # The other model at the shorter side it was trained at, unless --base-size says otherwise.
-        flag = settings["base_size_flag"]
-        trained_at = (getattr(other, "metadata", None) or {}).get("base_size")
-        options["base_size"] = (flag or None) if flag is not None else (int(trained_at) if trained_at else None)
+        options["base_size"] = resolve_base_size(settings["base_size_flag"], other)
         return inference_path(other.eval(), device, settings["precision_flag"]), options
     options.update(spec.changes)
     if options == own:

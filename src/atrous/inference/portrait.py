@@ -263,17 +263,14 @@ def subject_probability(
             (``auto``: the fast path in the precision measured fastest here).
     """
     from .fast import inference_path
-    from .tta import predict_batch, predict_probabilities, returns_probabilities
+    from .tta import model_base_size, predict_batch, predict_probabilities, returns_probabilities
 
     index = resolve_subject_class(model, subject_class)
     rgb = load_rgb(image)
     height, width = rgb.shape[:2]
     metadata = getattr(model, "metadata", None) or {}
-    if base_size == "model":
-        base_size = int(metadata["base_size"]) if metadata.get("base_size") else None
+    base_size = model_base_size(model, base_size)
     if base_size is not None:
-        if isinstance(base_size, bool) or not isinstance(base_size, int) or base_size < 1:
-            raise ValueError(f"base_size must be a positive integer, 'model' or None, got {base_size!r}")
         if tile is not None:
             raise ValueError(f"base_size={base_size} predicts the resized image whole; tiles need base_size=None")
         inference_size = None  # the network sees the photo at base_size instead

@@ -42,7 +42,7 @@ from .crf import CRFParams, crf_memory_bytes, refine_with_crf, resolve_crf
 from .fast import inference_path
 from .memory import MemoryModel, format_bytes, measure_memory, parse_bytes, plan_tiles
 from .temperature import check_temperature, scaled_probabilities
-from .tta import predict_batch, predict_windows, returns_probabilities
+from .tta import model_base_size, predict_batch, predict_windows, returns_probabilities
 from .visualize import overlay
 
 MODES = ("auto", "whole", "tiled")
@@ -183,10 +183,7 @@ class Predictor:
         self.memory_budget = parse_bytes(memory_budget)
         self.scales = tuple(float(s) for s in scales)
         self.flip = flip
-        if base_size == "model":
-            base_size = int(meta["base_size"]) if meta.get("base_size") else None
-        if base_size is not None and (isinstance(base_size, bool) or not isinstance(base_size, int) or base_size < 1):
-            raise ValueError(f"base_size must be a positive integer, 'model' or None, got {base_size!r}")
+        base_size = model_base_size(model, base_size)
         if base_size is not None and (mode == "tiled" or tile is not None):
             raise ValueError(f"base_size={base_size} predicts the resized image whole; tiles need base_size=None")
         self.base_size = base_size

@@ -47,6 +47,17 @@ def base_scales(size: Sequence[int], scales: Sequence[float], base_size: int | N
     return tuple(float(s) * factor for s in scales)
 
 
+def model_base_size(model: nn.Module, base_size: int | str | None = "model") -> int | None:
+    """``base_size`` checked, with ``"model"`` meaning the side ``model`` was trained at
+    (``model.metadata["base_size"]``, a run's ``data.base_size``; None when it has none)."""
+    if base_size == "model":
+        trained_at = (getattr(model, "metadata", None) or {}).get("base_size")
+        return int(trained_at) if trained_at else None
+    if base_size is not None and (isinstance(base_size, bool) or not isinstance(base_size, int) or base_size < 1):
+        raise ValueError(f"base_size must be a positive integer, 'model' or None, got {base_size!r}")
+    return base_size
+
+
 @torch.no_grad()
 def predict_probabilities(
     model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
