@@ -36,10 +36,12 @@ def model():
 
 
 def _by_hand(net, x, side):
-    """Resize to the shorter side, mirror-pad to the output stride, run, crop, resize back, softmax."""
+    """Resize to the shorter side (antialiased when shrinking, as training's RandomScale does),
+    mirror-pad to the output stride, run, crop, resize back, softmax."""
     h, w = x.shape[-2:]
     factor = side / min(h, w)
-    small = F.interpolate(x, size=(round(h * factor), round(w * factor)), mode="bilinear", align_corners=ALIGN_CORNERS)
+    size = (round(h * factor), round(w * factor))
+    small = F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS, antialias=factor < 1)
     sh, sw = small.shape[-2:]
     padded = F.pad(small, (0, -sw % 16, 0, -sh % 16), mode="reflect")
     logits = net(padded)[..., :sh, :sw]

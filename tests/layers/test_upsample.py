@@ -17,6 +17,18 @@ def test_resize_is_bilinear_without_align_corners():
         resize(x, (4, 4), mode="bicubic")
 
 
+def test_antialiased_resize_matches_torchvision_when_shrinking_and_changes_nothing_when_enlarging():
+    from torchvision.transforms.v2 import functional as TF
+
+    x = torch.randn(2, 3, 40, 52)
+    shrunk = resize(x, (13, 17), antialias=True)
+    torch.testing.assert_close(shrunk, TF.resize(x, [13, 17], antialias=True), atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(shrunk, resize(x, (13, 17)), atol=1e-2)  # the low-pass filter acts
+    torch.testing.assert_close(resize(x, (61, 70), antialias=True), resize(x, (61, 70)))
+    with pytest.raises(ValueError, match="antialias applies to bilinear"):
+        resize(x, (13, 17), mode="nearest", antialias=True)
+
+
 def test_bilinear_kernel_is_fcns_upsample_filter():
     # FCN's upsample_filt(4): 1 - |i - 1.5| / 2 along each axis.
     row = torch.tensor([0.25, 0.75, 0.75, 0.25])

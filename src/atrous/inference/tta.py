@@ -73,7 +73,9 @@ def predict_probabilities(
 
     With one scale and no flip the model's logits are returned as they are (argmax is the
     same). Otherwise each pass is resized back to the input size and the softmax
-    probabilities are averaged, as the DeepLab reference evaluation does. With ``tile``
+    probabilities are averaged, as the DeepLab reference evaluation does. Images shrunk
+    for a pass are antialiased, as training's scale augmentation shrinks them (DeepLab's
+    TensorFlow code resizes without antialiasing in both places). With ``tile``
     every pass is predicted in tiles (:func:`atrous.inference.tiling.predict_tiled`).
     With ``base_size`` the scales are relative to the image brought to that shorter side
     (:func:`base_scales`), and probabilities are returned.
@@ -94,7 +96,10 @@ def predict_probabilities(
     size = images.shape[-2:]
     total = None
     for scale in scales:
-        x = images if scale == 1.0 else resize(images, (max(1, round(size[0] * scale)), max(1, round(size[1] * scale))))
+        scaled = (max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+        # Shrunk images are low-pass filtered as the training augmentation's were
+        # (RandomScale antialiases): without it a photo brought from 1000 to 320 px aliases.
+        x = images if scale == 1.0 else resize(images, scaled, antialias=scale < 1.0)
         for flipped in (False, True) if flip else (False,):
             logits = model(x.flip(-1) if flipped else x)
             if flipped:

@@ -23,10 +23,19 @@ ALIGN_CORNERS = False
 UpsampleMode = Literal["nearest", "bilinear", "transposed"]
 
 
-def resize(x: torch.Tensor, size: Sequence[int], mode: Literal["nearest", "bilinear"] = "bilinear") -> torch.Tensor:
+def resize(
+    x: torch.Tensor,
+    size: Sequence[int],
+    mode: Literal["nearest", "bilinear"] = "bilinear",
+    *,
+    antialias: bool = False,
+) -> torch.Tensor:
     """Resize a (B, C, H, W) tensor to ``size`` = (H', W').
 
-    Bilinear uses the house ``align_corners`` setting; nearest takes none.
+    Bilinear uses the house ``align_corners`` setting; nearest takes none. ``antialias``
+    (bilinear only) low-pass filters when shrinking, as the training augmentation's
+    resize does (:class:`~atrous.data.transforms.RandomScale`); it changes nothing when
+    enlarging.
 
     ``size`` may hold symbolic sizes (``torch.export`` with dynamic height and width):
     they are kept symbolic, and the same-size shortcut is taken only when it holds for
@@ -36,7 +45,9 @@ def resize(x: torch.Tensor, size: Sequence[int], mode: Literal["nearest", "bilin
     if statically_known_true(x.shape[-2] == size[0]) and statically_known_true(x.shape[-1] == size[1]):
         return x  # interpolating to the same size is the identity; skip the copy
     if mode == "bilinear":
-        return F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS)
+        return F.interpolate(x, size=size, mode="bilinear", align_corners=ALIGN_CORNERS, antialias=antialias)
+    if antialias:
+        raise ValueError("resize: antialias applies to bilinear resizing only")
     if mode == "nearest":
         return F.interpolate(x, size=size, mode="nearest")
     raise ValueError(f"resize: mode must be 'nearest' or 'bilinear', got {mode!r}")
