@@ -103,6 +103,10 @@ class DataConfig:
     vflip: float = 0.0  # instance datasets only (nuclei and cells have no up or down)
     jitter: bool = True
     elastic: bool | float = False  # U-Net §3.1 elastic deformation; a number is its σ in pixels (true: 10)
+    # Semantic models: Simple Copy-Paste (Ghiasi et al. 2021), e.g. {probability: 0.5, classes:
+    # [person]}: with that probability a crop gets the pixels of these classes (indices or
+    # names) from another augmented training crop pasted on top.
+    copy_paste: dict[str, Any] | None = None
     batch_size: int = 8
     val_batch_size: int = 1
     workers: int = 2
@@ -280,6 +284,13 @@ def _weight_map_options(value: Mapping[str, Any]) -> bool:
     return True
 
 
+def _copy_paste_options(value: Mapping[str, Any]) -> bool:
+    from .data.copy_paste import check_copy_paste_options
+
+    check_copy_paste_options(dict(value))  # raises with the reason
+    return True
+
+
 def _increasing_pair(v: list[float]) -> bool:
     return len(v) == 2 and 0 < v[0] <= v[1]
 
@@ -322,6 +333,7 @@ CHECKS: dict[str, Check] = {
     "data.vflip": _within(0, 1),
     "data.jitter": _any(),
     "data.elastic": Check(_elastic, "true, false, or a σ in pixels >= 0"),
+    "data.copy_paste": _optional(Check(_copy_paste_options, "a mapping of probability and classes")),
     "data.batch_size": _at_least(1),
     "data.val_batch_size": _at_least(1),
     "data.workers": _at_least(0),
@@ -418,6 +430,14 @@ def _base_size_applies(c: Config) -> str | None:
     return None
 
 
+def _copy_paste_semantic_only(c: Config) -> str | None:
+    from .models import model_task
+
+    if c.data.copy_paste is not None and model_task(c.model.name) == "instance":
+        return f"data.copy_paste applies to semantic models only; {c.model.name} would ignore it: remove it"
+    return None
+
+
 def _instance_model_fields_used(c: Config) -> str | None:
     # Mask R-CNN has no output stride, multi-grid or auxiliary head, and its class count is
     # model.num_classes (or the dataset's): values there would be ignored without a word.
@@ -452,6 +472,7 @@ CROSS_CHECKS: tuple[Callable[[Config], str | None], ...] = (
     _dataset_options_not_reserved,
     _semantic_vflip_unused,
     _base_size_applies,
+    _copy_paste_semantic_only,
     _instance_model_fields_used,
 )
 

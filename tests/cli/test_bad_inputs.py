@@ -530,6 +530,17 @@ CASES: list[Case] = [
         train("train-data-typo", "data.options={size: 32, num_clases: 3}"),
         ("num_clases", "num_classes"),
     ),
+    Case(
+        # A class name the dataset does not have: refused when the data is built, before training.
+        "train-copy-paste-unknown-class",
+        train("train-copy-paste-class", "data.copy_paste={probability: 0.5, classes: [persn]}"),
+        ("copy_paste.classes", "persn"),
+    ),
+    Case(
+        "train-copy-paste-bad-probability",
+        train("train-copy-paste-p", "data.copy_paste={probability: 1.5, classes: [1]}"),
+        ("data.copy_paste", "probability"),
+    ),
     Case("train-unknown-model", train("train-unknown-model", "model.name=unet_paded"), ("unet_paded",)),
     Case("train-unknown-dataset", train("train-unknown-dataset", "data.dataset=synthetc"), ("synthetc",)),
     # -- --resume --------------------------------------------------------------------------

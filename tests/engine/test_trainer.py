@@ -163,6 +163,27 @@ def test_a_config_built_in_python_is_checked_before_any_work(tmp_path):
         poly_lambda(10, power=0.0)
 
 
+def test_copy_paste_pastes_into_the_training_crops_and_checks_class_names(tiny_config, tmp_path, monkeypatch):
+    """data.copy_paste: the training loader's crops go through CopyPasteDataset with the
+    class names resolved against the dataset; an unknown name stops the run before it trains."""
+    from atrous.data import copy_paste
+
+    pasted = []
+    getitem = copy_paste.CopyPasteDataset.__getitem__
+
+    def spy(self, key):
+        image, mask = getitem(self, key)
+        pasted.append((self.classes.tolist(), self.probability))
+        return image, mask
+
+    monkeypatch.setattr(copy_paste.CopyPasteDataset, "__getitem__", spy)
+    Trainer(tiny_config("data.copy_paste={probability: 1.0, classes: [circle]}"), tmp_path / "run").run()
+    assert pasted == [([1], 1.0)] * (6 * 4)  # every crop of 6 steps × 4, "circle" resolved to class 1
+    with pytest.raises(ValueError, match=r"copy_paste\.classes: no class 'cat'"):
+        Trainer(tiny_config("data.copy_paste={probability: 0.5, classes: [cat]}"), tmp_path / "other").run()
+    assert not (tmp_path / "other" / "last.pt").exists()
+
+
 def test_base_size_trains_evaluates_and_travels_with_the_model(tiny_config, tmp_path, monkeypatch):
     """data.base_size: the training crops come from images brought to that shorter side, the
     run's evaluations show the network the images at it, and the saved model carries it."""

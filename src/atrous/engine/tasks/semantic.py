@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from ...config import Config
 from ...data import build_dataset
 from ...data.constants import IGNORE_INDEX, IMAGENET_MEAN, IMAGENET_STD
+from ...data.copy_paste import CopyPasteDataset, resolve_classes
 from ...data.palette import default_palette
 from ...data.root import resolve_root
 from ...data.transforms import eval_transforms, train_transforms
@@ -107,6 +108,8 @@ class SemanticTask(Task):
             "mean": list(IMAGENET_MEAN),
             "std": list(IMAGENET_STD),
         }
+        if config.data.copy_paste is not None:  # names checked against this dataset's classes now, not in a worker
+            self.copy_paste_classes = resolve_classes(config.data.copy_paste["classes"], self.class_names)
         if config.data.base_size is not None:
             # Predict, eval, portrait and serve show the network photos at this shorter side.
             self.metadata["base_size"] = int(config.data.base_size)
@@ -164,6 +167,13 @@ class SemanticTask(Task):
             base_size=d.base_size,
         )
         keyed: Dataset = KeyedAugmentation(self.train_set, transforms, seed=t.seed)
+        if d.copy_paste is not None:
+            # The donor crops are augmented on their own draws (another seed), as Simple
+            # Copy-Paste jitters both images; pasted before the weight map, which follows the result.
+            donors = KeyedAugmentation(self.train_set, transforms, seed=t.seed + 1)
+            keyed = CopyPasteDataset(
+                keyed, donors, probability=d.copy_paste["probability"], classes=self.copy_paste_classes, seed=t.seed
+            )
         if t.weight_map is not None:
             # After augmentation, so the border weights follow the deformed, cropped mask.
             keyed = WeightMapDataset(keyed, ignore_index=IGNORE_INDEX, **t.weight_map)
