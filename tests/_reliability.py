@@ -106,8 +106,18 @@ class ForkedCli:
             texts = [p.read_text(errors="replace") if p.is_file() else "" for p in (out, err)]
             cpu = Path(str(out) + ".cpu")
             cpu_seconds = float(cpu.read_text()) if cpu.is_file() else 0.0
+            recorded = Path(str(out) + ".exit")
+            recorded_code = int(recorded.read_text()) if recorded.is_file() else None
         code = None if timed_out else process.exitcode
+        if code == _FORKSERVER_LOST and recorded_code is not None:
+            # multiprocessing reports 255 when it cannot read the child's status from the
+            # forkserver (popen_forkserver.poll), not because atrous exited so: the child
+            # wrote the code it exits with just before exiting.
+            code = recorded_code
         return CliResult(list(argv), code, texts[0], texts[1], seconds, cpu_seconds)
+
+
+_FORKSERVER_LOST = 255
 
 
 def _forked_main(argv: list[str], cwd: str, env: dict[str, str], out: str, err: str | None, cpu: str) -> None:
@@ -146,6 +156,7 @@ def _forked_main(argv: list[str], cwd: str, env: dict[str, str], out: str, err: 
         sys.stderr.flush()
         usage = resource.getrusage(resource.RUSAGE_SELF)
         Path(cpu).write_text(str(usage.ru_utime + usage.ru_stime))
+        Path(out + ".exit").write_text(str(code if isinstance(code, int) else int(code is not None)))
     # Not os._exit: multiprocessing's exit then stops the process's own children (DataLoader
     # workers) as the interpreter's exit would, instead of leaving them behind.
     sys.exit(code)
