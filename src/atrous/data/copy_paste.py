@@ -3,8 +3,9 @@ Strong Data Augmentation Method for Instance Segmentation" (CVPR 2021), after Dw
 "Cut, Paste and Learn" (ICCV 2017).
 
 §3 of Ghiasi et al.: two images are each augmented with random scale jittering and flipping,
-the objects of one are pasted onto the other, and the labels follow — plainly, without
-blending ("we find that simply composing ... without any blending is enough", §3, Table 1).
+the objects of one are pasted onto the other, and the labels follow; the paper reports that
+smoothing the pasted edges (blending) makes no real difference, so objects are pasted as they
+are.
 Pasting teaches an object apart from the scene it was photographed in: with few photos a
 from-scratch model otherwise learns the scenes as much as the objects.
 
@@ -59,7 +60,9 @@ def resolve_classes(classes: Sequence[int | str], class_names: Sequence[str]) ->
                 raise ValueError(f"copy_paste.classes: no class {c!r}; the dataset has {', '.join(class_names)}")
             indices.append(lowered.index(c.lower()))
         elif c >= len(class_names):
-            raise ValueError(f"copy_paste.classes: class {c} is out of range; the dataset has {len(class_names)}")
+            raise ValueError(
+                f"copy_paste.classes: class {c} is out of range; the dataset has {len(class_names)} classes"
+            )
         else:
             indices.append(int(c))
     return indices
