@@ -108,11 +108,18 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def resolve_base_size(flag: int | None, model) -> int | None:
-    """``--base-size`` (``flag``; 0: none), else the side ``model`` was trained at (its ``data.base_size``)."""
+def resolve_base_size(flag: int | None, model, tile: int | None = None) -> int | None:
+    """``--base-size`` (``flag``; 0: none), else the side ``model`` was trained at (its
+    ``data.base_size``); refused beside ``--tile``, which tiles images at their own size."""
     from ..inference.tta import model_base_size
 
-    return model_base_size(model, "model" if flag is None else (flag or None))
+    base_size = model_base_size(model, "model" if flag is None else (flag or None))
+    if base_size is not None and tile:
+        raise ValueError(
+            f"--tile {tile} tiles each image at its own size, the model sees images at the shorter side {base_size} "
+            "(--base-size): give --base-size 0 to tile"
+        )
+    return base_size
 
 
 def resolve_scales(args: argparse.Namespace, default: list[float]) -> list[float]:

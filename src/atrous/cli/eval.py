@@ -75,12 +75,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_instance(args, config, model, device)
     if output_stride:
         model.set_output_stride(output_stride)
-    base_size = resolve_base_size(args.base_size, model)
-    if base_size is not None and tile is not None:
-        raise ValueError(
-            f"--tile {tile} tiles each image at its own size, the model sees images at the shorter side {base_size} "
-            "(--base-size): give --base-size 0 to tile"
-        )
+    base_size = resolve_base_size(args.base_size, model, tile)
     path = inference_path(model.eval(), device, args.precision)
     data = config.data
     dataset = build_eval_dataset(config, args.split)

@@ -90,12 +90,7 @@ def run(args: argparse.Namespace) -> int:
         return _run_instance(args, model, paths, names)
     if args.output_stride:
         model.set_output_stride(args.output_stride)
-    base_size = resolve_base_size(args.base_size, model)
-    if base_size is not None and args.tile:
-        raise ValueError(
-            f"--tile {args.tile} tiles each image at its own size, the model sees images at the shorter side "
-            f"{base_size} (--base-size): give --base-size 0 to tile"
-        )
+    base_size = resolve_base_size(args.base_size, model, args.tile)
     predictor = Predictor(
         model,
         device=resolve_device(args.device),

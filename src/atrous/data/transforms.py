@@ -53,6 +53,14 @@ def _resize(inpt: Any, size: list[int]) -> Any:
     return inpt
 
 
+def check_base_size(base_size: Any, *, allowed: str = "a positive integer or None") -> int | None:
+    """``base_size`` when it is None or a positive integer (not a bool); else ValueError
+    saying it must be ``allowed``. The one check of a shorter side, in training and at test."""
+    if base_size is not None and (isinstance(base_size, bool) or not isinstance(base_size, int) or base_size < 1):
+        raise ValueError(f"base_size must be {allowed}, got {base_size!r}")
+    return base_size
+
+
 class RandomScale(v2.Transform):
     """Resize image and mask by one random factor drawn uniformly from ``scale_range``.
 
@@ -70,10 +78,8 @@ class RandomScale(v2.Transform):
         low, high = scale_range
         if not 0 < low <= high:
             raise ValueError(f"scale_range must be (low, high) with 0 < low <= high; got {scale_range}")
-        if base_size is not None and (isinstance(base_size, bool) or not isinstance(base_size, int) or base_size < 1):
-            raise ValueError(f"base_size must be a positive integer or None, got {base_size!r}")
         self.scale_range = (float(low), float(high))
-        self.base_size = base_size
+        self.base_size = check_base_size(base_size)
 
     def make_params(self, flat_inputs: list[Any]) -> dict[str, Any]:
         height, width = _spatial_size(flat_inputs)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ..data.transforms import check_base_size
 from ..layers.padding import mirror_pad
 from ..layers.upsample import resize
 from .fast import InferencePath
@@ -41,9 +42,7 @@ def base_scales(size: Sequence[int], scales: Sequence[float], base_size: int | N
     :class:`~atrous.data.transforms.RandomScale`). ``base_size=None``: ``scales`` as given."""
     if base_size is None:
         return tuple(float(s) for s in scales)
-    if isinstance(base_size, bool) or not isinstance(base_size, int) or base_size < 1:
-        raise ValueError(f"base_size must be a positive integer or None, got {base_size!r}")
-    factor = base_size / min(int(size[0]), int(size[1]))
+    factor = check_base_size(base_size) / min(int(size[0]), int(size[1]))
     return tuple(float(s) * factor for s in scales)
 
 
@@ -53,9 +52,7 @@ def model_base_size(model: nn.Module, base_size: int | str | None = "model") -> 
     if base_size == "model":
         trained_at = (getattr(model, "metadata", None) or {}).get("base_size")
         return int(trained_at) if trained_at else None
-    if base_size is not None and (isinstance(base_size, bool) or not isinstance(base_size, int) or base_size < 1):
-        raise ValueError(f"base_size must be a positive integer, 'model' or None, got {base_size!r}")
-    return base_size
+    return check_base_size(base_size, allowed="a positive integer, 'model' or None")
 
 
 @torch.no_grad()
