@@ -16,6 +16,7 @@ from atrous.engine.report.html import render_html
 from atrous.engine.report.sample import PixelSample
 from atrous.metrics import ConfusionMatrix
 from atrous.metrics.bootstrap import image_confusion
+from atrous.metrics.boundary import trimap_band
 
 VOID = 255
 C = 3
@@ -130,3 +131,45 @@ def test_one_pass_becomes_a_consistent_report(tmp_path):
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == sorted(["notes.txt", *json.loads((tmp_path / "report.json").read_text())["files"]])
     assert "worst_05.png" not in names and (tmp_path / "notes.txt").read_text() == "mine"
+
+
+def test_trimap_error_share_and_accuracy_outside_the_band_by_hand():
+    """The band's share of all wrong pixels and the accuracy outside it, counted with numpy
+    over the same images (the band itself is checked against a literal loop in
+    tests/metrics/test_boundary.py)."""
+    collector = ReportCollector(C, probabilities=False, worst=1, seed=0)
+    matrix = ConfusionMatrix(C)
+    pairs = []
+    for seed in range(2):
+        images, masks, logits, labels = batch(seed)
+        labels[:, 10:13, 8:12] = 2  # a wrong blob inside class 1, away from most outlines
+        collector(images, masks, logits, labels)
+        matrix.update(labels, masks)
+        pairs += list(zip(labels, masks, strict=True))
+    report = build_report(
+        collector.result(),
+        matrix.compute(),
+        matrix.matrix.numpy(),
+        ["bg", "box", "bar"],
+        [(0, 0, 0)] * 3,
+        settings={},
+        resamples=10,
+    )
+    record = report.record
+    for d in record["trimap"]["widths"]:
+        wrong_in = wrong = right_out = out = 0
+        for pred, mask in pairs:
+            valid = (mask != VOID).numpy()
+            band = trimap_band(mask, d).numpy() & valid
+            bad = (pred != mask).numpy() & valid
+            wrong_in, wrong = wrong_in + (bad & band).sum(), wrong + bad.sum()
+            right_out, out = right_out + (~bad & ~band & valid).sum(), out + (~band & valid).sum()
+        assert record["trimap"]["error_share"][str(d)] == pytest.approx(wrong_in / wrong)
+        if out:
+            assert record["trimap"]["accuracy_outside"][str(d)] == pytest.approx(right_out / out)
+        else:  # the band covers these small images: nothing outside to score
+            assert record["trimap"]["accuracy_outside"][str(d)] is None and d == 16
+    shares = [record["trimap"]["error_share"][str(d)] for d in record["trimap"]["widths"]]
+    assert shares == sorted(shares) and 0 < shares[0] < shares[-1] <= 1  # wider bands hold more errors
+    assert "share of the errors within d px" in summary_text(record)
+    assert "accuracy outside %" in render_html(record, report.figures)

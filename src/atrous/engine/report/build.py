@@ -90,7 +90,7 @@ def build_report(
     intervals = bootstrap_iou(matrices, resamples=resamples, seed=seed)
     record["bootstrap"] = _intervals_record(intervals, names)
     record["boundary"] = _boundary(collected, names)
-    record["trimap"] = _trimap(collected)
+    record["trimap"] = _trimap(collected, np.asarray(total_matrix))
     record["calibration"] = _calibration(collected, report, stored_temperature)
     sizes = ObjectSizes(len(names))
     sizes.add(collected.objects)
@@ -131,17 +131,28 @@ def _boundary(collected: Collected, names: list[str]) -> dict[str, Any]:
     }
 
 
-def _trimap(collected: Collected) -> dict[str, Any]:
-    correct = collected.trimap_correct.sum(axis=0)
-    scored = collected.trimap_scored.sum(axis=0)
-    return {
-        "widths": list(collected.trimap_widths),
-        "accuracy": {
-            str(d): (float(c / s) if s else None)
-            for d, c, s in zip(collected.trimap_widths, correct, scored, strict=True)
-        },
-        "pixels": {str(d): int(s) for d, s in zip(collected.trimap_widths, scored, strict=True)},
-    }
+def _trimap(collected: Collected, total_matrix: np.ndarray) -> dict[str, Any]:
+    """Accuracy in the band of each width, and what the band says about the errors: the share
+    of all wrong pixels that lie in it, and the accuracy of the pixels outside it. Most errors
+    in a thin band with high accuracy outside means outlines drawn a pixel or two apart, not
+    missed regions (docs/evaluation.md)."""
+    total = int(total_matrix.sum())  # scored pixels: the confusion matrix counts no void
+    wrong = total - int(np.trace(total_matrix))
+    record: dict[str, Any] = {"widths": list(collected.trimap_widths)}
+    for key in ("accuracy", "pixels", "error_share", "accuracy_outside"):
+        record[key] = {}
+    for d, hits, scored in zip(
+        collected.trimap_widths,
+        collected.trimap_correct.sum(axis=0).tolist(),
+        collected.trimap_scored.sum(axis=0).tolist(),
+        strict=True,
+    ):
+        inside_wrong, outside = scored - hits, total - scored
+        record["accuracy"][str(d)] = hits / scored if scored else None
+        record["pixels"][str(d)] = int(scored)
+        record["error_share"][str(d)] = inside_wrong / wrong if wrong else None
+        record["accuracy_outside"][str(d)] = (outside - (wrong - inside_wrong)) / outside if outside else None
+    return record
 
 
 def _calibration(collected: Collected, report: Report, stored: float | None) -> dict[str, Any] | None:

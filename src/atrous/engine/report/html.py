@@ -106,7 +106,16 @@ def _classes(record: dict[str, Any]) -> str:
 
 def _outlines(record: dict[str, Any]) -> str:
     trimap = record["trimap"]
-    rows = [[f"{d} px", pct(trimap["accuracy"][str(d)]), f"{trimap['pixels'][str(d)]:,}"] for d in trimap["widths"]]
+    rows = [
+        [
+            f"{d} px",
+            pct(trimap["accuracy"][str(d)]),
+            f"{trimap['pixels'][str(d)]:,}",
+            pct(trimap["error_share"][str(d)]),
+            pct(trimap["accuracy_outside"][str(d)]),
+        ]
+        for d in trimap["widths"]
+    ]
     distance = record["boundary"]["distance_px"]
     d_text = ""
     if distance is not None:
@@ -115,8 +124,10 @@ def _outlines(record: dict[str, Any]) -> str:
     return (
         "<h2>Outlines</h2>"
         f"<p>Boundary mIoU {pct(record['boundary']['miou'])} %{escape(d_text)}; per class in the table above.</p>"
-        "<p>Trimap accuracy: pixel accuracy in a band around the ground-truth boundaries.</p>"
-        + _table(["band width d", "accuracy %", "scored pixels"], rows)
+        "<p>Trimap accuracy: pixel accuracy in a band around the ground-truth boundaries. When most "
+        "wrong pixels lie in a thin band and the pixels outside it are nearly all right, prediction and "
+        "truth draw the same outlines a pixel or two apart rather than missing regions.</p>"
+        + _table(["band width d", "accuracy %", "scored pixels", "share of all errors %", "accuracy outside %"], rows)
     )
 
 

@@ -62,6 +62,12 @@ def summary_text(record: dict[str, Any]) -> str:
     lines.append(
         "trimap accuracy: " + ", ".join(f"d={d} {pct(trimap['accuracy'][str(d)], 1)} %" for d in trimap["widths"])
     )
+    lines.append(
+        "share of the errors within d px of an outline: "
+        + ", ".join(f"d={d} {pct(trimap['error_share'][str(d)], 1)} %" for d in trimap["widths"])
+        + " · accuracy outside: "
+        + ", ".join(f"{pct(trimap['accuracy_outside'][str(d)], 1)} %" for d in trimap["widths"])
+    )
     calibration = record["calibration"]
     if calibration is not None:
         lines.append(
