@@ -233,6 +233,15 @@ def test_cli_with_a_saved_model(scene_files):
     assert main([*argv, "--class", "person"]) == 0
     assert Image.open(out).size == (64, 48)
     assert main([*argv, "--class", "cat"]) == 2
+    # test-time flips and scales reach the model: the picture is the Python API's with them
+    tta = scene_files / "tta.png"
+    argv[2] = str(tta)
+    assert main([*argv, "--flip", "--scales", "0.75", "1", "1.25", "--precision", "fp32"]) == 0
+    loaded = atrous.inference.load_trained_model(scene_files / "model")
+    expected = portrait(small, model=loaded, blur=5, scales=(0.75, 1.0, 1.25), flip=True, precision="fp32")
+    one_pass = portrait(small, model=loaded, blur=5, precision="fp32")
+    np.testing.assert_array_equal(np.asarray(Image.open(tta)), expected)
+    assert not np.array_equal(expected, one_pass)
 
 
 def test_cli_bad_arguments_exit_2(scene_files, capsys):
@@ -247,6 +256,8 @@ def test_cli_bad_arguments_exit_2(scene_files, capsys):
         "cannot tell an image format": ["portrait", inp, str(scene_files / "out.xyz"), "--mask", mask],
         "blur must be": ["portrait", inp, out, "--mask", mask, "--blur", "-3"],
         "does not apply to --mask": ["portrait", inp, out, "--mask", mask, "--class", "person"],
+        "test-time options of --model": ["portrait", inp, out, "--mask", mask, "--flip"],
+        "--scales must be positive": ["portrait", inp, out, "--model", "m", "--scales", "0"],
         "model": ["portrait", inp, out, "--model", str(scene_files / "no-model")],
     }
     for expected, argv in cases.items():

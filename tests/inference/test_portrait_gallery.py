@@ -53,3 +53,8 @@ def test_gallery_rows_ious_and_refusals(tmp_path, capsys):
     assert gallery.main([str(model), "-o", str(tmp_path / "other"), "--root", str(data), "--photos", "3"]) == 2
     assert "indices 0..2" in capsys.readouterr().err
     assert not (tmp_path / "other").exists()
+    assert gallery.main([str(model), "-o", str(tmp_path / "other"), "--root", str(data), "--scales", "0"]) == 2
+    assert "--scales must be positive" in capsys.readouterr().err
+    # test-time flips and scales: the same rows, drawn from the averaged probabilities
+    assert gallery.main([*argv[:2], str(tmp_path / "tta"), *argv[3:], "--flip", "--scales", "0.75", "1"]) == 0
+    assert (tmp_path / "tta" / "gallery.png").exists() and "| 2 | 253.png |" in capsys.readouterr().out

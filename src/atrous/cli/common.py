@@ -45,10 +45,15 @@ def add_precision_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_tta_options(parser: argparse.ArgumentParser) -> None:
+def add_scale_flip_options(parser: argparse.ArgumentParser) -> None:
+    """``--scales``, ``--ms``, ``--flip``: test-time augmentation (DeepLab v3 §4.3); see :func:`resolve_scales`."""
     parser.add_argument("--scales", type=float, nargs="+", help="test scales; --ms uses DeepLab v3's 0.5 … 1.75 (§4.3)")
     parser.add_argument("--ms", action="store_true", help="multi-scale test: scales 0.5, 0.75, 1.0, 1.25, 1.5, 1.75")
     parser.add_argument("--flip", action="store_true", help="add left-right flipped inputs")
+
+
+def add_tta_options(parser: argparse.ArgumentParser) -> None:
+    add_scale_flip_options(parser)
     parser.add_argument(
         "--base-size",
         type=_non_negative_int,

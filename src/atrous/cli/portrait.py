@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_precision_option
+from .common import add_precision_option, add_scale_flip_options, resolve_scales
 
 HELP = "portrait mode: blur a photo's background, keep the person (or another class, or a mask) sharp"
 
@@ -49,6 +49,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="with --model, the shorter side the model sees at most (default: the side the model was trained at, "
         "its data.base_size, else 520; 0: full resolution)",
     )
+    add_scale_flip_options(parser)  # with --model: the person recipe's eval uses --flip --scales 0.75 1 1.25
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     add_precision_option(parser)
 
@@ -72,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--inference-size must be 0 or more, got {args.inference_size}")
     if args.subject_class is not None and args.mask is not None:
         raise ValueError("--class chooses a model's class; it does not apply to --mask")
+    if args.mask is not None and (args.scales or args.ms or args.flip):
+        raise ValueError("--scales, --ms and --flip are test-time options of --model; they do not apply to --mask")
+    scales = resolve_scales(args, [1.0])
     # The output is checked before anything is read: never the photo, the mask or the model.
     reads = Reads()
     reads.add(args.input, "input photo")
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         # Given: that side (0: the photo's own); else the model's data.base_size, or 520.
         **({} if args.inference_size is None else {"inference_size": args.inference_size or None, "base_size": None}),
         precision=args.precision,
+        **({} if model is None else {"scales": scales, "flip": args.flip}),
     )
     picture = Image.fromarray(result)
     options = {"quality": _JPEG_QUALITY} if fmt == "JPEG" else {}
