@@ -185,7 +185,9 @@ def _final_state(run_dir: Path) -> dict[str, torch.Tensor]:
 def test_sigkill_at_random_moments_then_resume_ends_bit_identical(tmp_path, request):
     wanted = request.config.getoption("--kills") or int(os.environ.get("ATROUS_KILLS", "10"))
     rng = random.Random(SEED)
-    steps = max(36, 3 * wanted + 6)
+    # Long enough that every kill lands before the end: a kill "between saves" lets up to
+    # 0.15 s of steps run (up to 9 here), and 36 steps were once finished after 7 kills in CI.
+    steps = max(96, 9 * wanted + 6)
     print(f"\nkill/resume: ATROUS_KILL_SEED={SEED} ATROUS_KILLS={wanted} steps={steps}")
     tag = f"[ATROUS_KILL_SEED={SEED} ATROUS_KILLS={wanted}]"
     config = tmp_path / "recipe.yaml"
