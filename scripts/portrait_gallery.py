@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from atrous.cli.common import add_scale_flip_options, resolve_scales
 from atrous.data.datasets.humanseg import HumanSeg
 from atrous.data.root import resolve_root
 from atrous.inference import load_trained_model, portrait
@@ -71,13 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         help=f"the shorter side the model sees (default: its data.base_size, else {DEFAULT_INFERENCE_SIZE})",
     )
-    parser.add_argument("--flip", action="store_true", help="add left-right flipped passes (as atrous portrait --flip)")
-    parser.add_argument(
-        "--scales", type=float, nargs="+", default=[1.0], help="test scales (as atrous portrait --scales; default 1)"
-    )
+    add_scale_flip_options(parser)  # as atrous portrait: --scales, --ms, --flip
     args = parser.parse_args(argv)
-    if any(s <= 0 for s in args.scales):
-        print(f"error: --scales must be positive, got {args.scales}", file=sys.stderr)
+    try:
+        scales = resolve_scales(args, [1.0])
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
 
     target = args.out / "gallery.png"
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         with torch.inference_mode():
             # As `atrous portrait` runs it: the model's own base size unless --inference-size is given.
             given = {} if args.inference_size is None else {"inference_size": args.inference_size, "base_size": None}
-            probability = subject_probability(rgb, model, scales=args.scales, flip=args.flip, **given).numpy()
+            probability = subject_probability(rgb, model, scales=scales, flip=args.flip, **given).numpy()
         # The model runs once: portrait() treats a probability given as the mask as its own.
         result = portrait(rgb, mask=probability, blur=args.blur)
         person, true_person = probability >= 0.5, truth.numpy() == 1
