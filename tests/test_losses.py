@@ -8,6 +8,7 @@ from atrous.losses import (
     CrossEntropy,
     DiceLoss,
     FocalLoss,
+    LovaszSoftmaxLoss,
     OHEMCrossEntropy,
     SegmentationLoss,
     WeightedCrossEntropy,
@@ -37,6 +38,8 @@ LOSSES = {
     "focal": lambda: FocalLoss(gamma=2.0, alpha=[1.0, 2.0, 0.5, 1.0, 3.0]),
     "focal_half": lambda: FocalLoss(gamma=0.5),
     "ce+dice": lambda: CombinedLoss({"ce": CrossEntropy(), "dice": DiceLoss()}, {"dice": 0.5}),
+    "lovasz": lambda: LovaszSoftmaxLoss(),
+    "lovasz_per_image_all": lambda: LovaszSoftmaxLoss(classes="all", per_image=True),
 }
 
 
@@ -223,7 +226,7 @@ def test_segmentation_loss_adds_the_weighted_aux_loss():
         SegmentationLoss(ce, aux_weight=-0.1)
 
 
-@pytest.mark.parametrize("name", ["ce", "ohem", "dice", "focal", "ce+dice"])
+@pytest.mark.parametrize("name", ["ce", "ohem", "dice", "focal", "ce+dice", "lovasz", "ce+lovasz"])
 def test_build_loss_by_name(name):
     assert name in list_losses()
     loss_fn = build_loss(name, num_classes=C)
@@ -257,6 +260,8 @@ def test_build_loss_errors_name_the_problem():
         build_loss("ce", num_classes=C, class_weights=[1.0, 1.0, 1.0])
     with pytest.raises(ValueError, match="class_weights"):
         build_loss("dice", num_classes=C, class_weights=[1.0] * C)
+    with pytest.raises(ValueError, match="class_weights"):
+        build_loss("lovasz", num_classes=C, class_weights=[1.0] * C)
 
 
 @pytest.mark.parametrize(
@@ -283,6 +288,10 @@ def test_build_loss_errors_name_the_problem():
         ("ce+dice", {"dice_weight": -1}, r"train\.loss_options\.dice_weight must be .* for loss 'ce\+dice', got -1"),
         ("ce+dice", {"smooth": None}, r"train\.loss_options\.smooth .*got None"),
         ("ce", {"gamma": 2}, r"train\.loss_options: unknown option 'gamma' for loss 'ce'.*it takes none"),
+        ("lovasz", {"per_image": "yes"}, r"train\.loss_options\.per_image must be true or false .*got 'yes'"),
+        ("lovasz", {"classes": 3}, r"train\.loss_options\.classes must be 'present' or 'all' .*got 3"),
+        ("ce+lovasz", {"lovasz_weight": -1}, r"train\.loss_options\.lovasz_weight must be .*'ce\+lovasz', got -1"),
+        ("lovasz", {"smooth": 1}, r"unknown option 'smooth' for loss 'lovasz'.*it takes classes, per_image"),
     ],
 )
 def test_loss_options_are_checked_when_the_loss_is_built(name, options, match):
@@ -378,3 +387,61 @@ def test_segmentation_loss_passes_pixel_weights_to_both_heads():
     torch.testing.assert_close(
         seg({"out": out, "aux": aux}, target, w), wce(out, target, w) + 0.4 * wce(aux, target, w)
     )
+
+
+def _lovasz_by_definition(prob, target, classes="present"):
+    """Berman et al. 2018 eq. 8–9 written out: Σ_i m_π(i) (Δ(M_i) − Δ(M_{i−1})) per class, Δ(M) = |M| / |F ∪ M|
+    with sets of pixel indices, over the labelled pixels of one flattened image (prob (N, C), target (N,))."""
+    labelled = [i for i in range(len(target)) if target[i] != IGNORE_INDEX]
+    losses = []
+    for c in range(prob.shape[1]):
+        fg = {i for i in labelled if target[i] == c}
+        if classes == "present" and not fg:
+            continue
+        errors = {i: abs((1.0 if i in fg else 0.0) - float(prob[i, c])) for i in labelled}
+        order = sorted(labelled, key=lambda i: -errors[i])
+        total, previous, mispredicted = 0.0, 0.0, set()
+        for i in order:
+            mispredicted.add(i)
+            current = len(mispredicted) / len(fg | mispredicted)
+            total += errors[i] * (current - previous)
+            previous = current
+        losses.append(total)
+    return sum(losses) / len(losses) if losses else 0.0
+
+
+@pytest.mark.parametrize("classes", ["present", "all"])
+def test_lovasz_matches_its_definition_with_sets(classes):
+    logits, target = batch(shape=(1, 4, 5), num_classes=4, seed=3)
+    target[target == 2] = 1  # class 2 absent: "present" and "all" differ
+    got = LovaszSoftmaxLoss(classes=classes)(logits, target)
+    prob = logits.softmax(1)[0].reshape(4, -1).T.double()
+    assert got.item() == pytest.approx(_lovasz_by_definition(prob, target.reshape(-1).tolist(), classes), abs=1e-6)
+
+
+def test_lovasz_on_hard_predictions_is_one_minus_iou_as_scikit_learn_counts_it():
+    # At the corners of the probability cube the Lovász extension equals the set function itself.
+    from sklearn.metrics import jaccard_score
+
+    logits, target = batch(shape=(2, 9, 11), num_classes=4, seed=5)
+    predicted = logits.argmax(1)
+    hard = 1e4 * F.one_hot(predicted, 4).permute(0, 3, 1, 2).float()  # softmax is exactly 0/1
+    labelled = target != IGNORE_INDEX
+    present = sorted(target[labelled].unique().tolist())
+    iou = jaccard_score(target[labelled].numpy(), predicted[labelled].numpy(), labels=present, average=None)
+    assert LovaszSoftmaxLoss()(hard, target).item() == pytest.approx(1 - iou.mean(), abs=1e-6)
+
+
+def test_lovasz_per_image_is_the_mean_of_single_image_losses_and_differs_from_the_batch_loss():
+    logits, target = batch(shape=(3, 6, 7), num_classes=3, seed=7)
+    per_image = LovaszSoftmaxLoss(per_image=True)(logits, target)
+    singles = [LovaszSoftmaxLoss()(logits[i : i + 1], target[i : i + 1]) for i in range(3)]
+    torch.testing.assert_close(per_image, torch.stack(singles).mean())
+    assert abs(per_image.item() - LovaszSoftmaxLoss()(logits, target).item()) > 1e-4
+
+
+def test_ce_plus_lovasz_is_the_weighted_sum():
+    logits, target = batch()
+    mixed = build_loss("ce+lovasz", num_classes=C, lovasz_weight=0.5, per_image=True, aux_weight=0.0)
+    expected = CrossEntropy()(logits, target) + 0.5 * LovaszSoftmaxLoss(per_image=True)(logits, target)
+    torch.testing.assert_close(mixed(logits, target), expected)

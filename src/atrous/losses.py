@@ -9,8 +9,9 @@ when a batch has no labelled pixel, where a plain mean would give NaN.
 * :class:`OHEMCrossEntropy` — cross-entropy over the hard pixels only (bootstrapping).
 * :class:`DiceLoss` — soft multi-class Dice (V-Net).
 * :class:`FocalLoss` — cross-entropy down-weighting easy pixels (RetinaNet).
+* :class:`LovaszSoftmaxLoss` — a convex surrogate of 1 − IoU (Berman et al. 2018).
 * :class:`WeightedCrossEntropy` — cross-entropy with a weight per pixel (U-Net's weight map).
-* :class:`CombinedLoss` — a weighted sum of the above (``"ce+dice"``).
+* :class:`CombinedLoss` — a weighted sum of the above (``"ce+dice"``, ``"ce+lovasz"``).
 * :class:`SegmentationLoss` — applies one of them to a model's ``out`` and ``aux`` outputs.
 * :func:`build_loss` — all of it by name, for configs and the CLI.
 """
@@ -364,6 +365,79 @@ class FocalLoss(_PixelLoss):
             return _weighted_mean(torch.where(valid, loss, 0.0), _pixel_weights(target, valid, alpha))
 
 
+class LovaszSoftmaxLoss(_PixelLoss):
+    """Lovász-Softmax: a convex surrogate of the Jaccard loss ``1 − IoU`` (Berman, Rannen Triki &
+    Blaschko, CVPR 2018).
+
+    For each class ``c`` the pixel errors ``m_i = |1[y_i = c] − p_i(c)|`` are sorted in
+    decreasing order and weighted by the increments of the Jaccard loss of the growing set of
+    mispredicted pixels, ``Δ(M) = |M| / |F_c ∪ M|`` (§3.1, eq. 4): the Lovász extension of
+    ``Δ`` (eq. 8–9, Algorithm 1). On hard predictions (probabilities 0 or 1) it *is* ``1 −
+    IoU`` of the class, and it is piecewise linear in the probabilities, so it optimises the
+    overlap the metric counts rather than per-pixel likelihood — the paper pairs it with
+    cross-entropy early in training (``"ce+lovasz"``).
+
+    Args:
+        classes: ``"present"`` averages over the classes present in the labels (the paper's
+            default), ``"all"`` over every class (an absent class then costs its largest
+            error).
+        per_image: one loss per image, averaged (the paper's choice for binary tasks); else
+            one over the whole batch, which is closer to a dataset-level IoU.
+        ignore_index: target label whose pixels are skipped (zero error, so they sort last
+            and add nothing).
+    """
+
+    def __init__(
+        self,
+        *,
+        classes: Literal["present", "all"] = "present",
+        per_image: bool = False,
+        ignore_index: int = IGNORE_INDEX,
+    ) -> None:
+        super().__init__(ignore_index=ignore_index, weight=None, weight_name="weight")
+        if classes not in ("present", "all"):
+            raise ValueError(f"classes must be 'present' or 'all', got {classes!r}")
+        if not isinstance(per_image, bool):
+            raise ValueError(f"per_image must be true or false, got {per_image!r}")
+        self.classes = classes
+        self.per_image = per_image
+
+    def extra_repr(self) -> str:
+        return f"classes={self.classes!r}, per_image={self.per_image}, " + super().extra_repr()
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        logits, target, valid, _ = self._prepare(logits, target)
+        with torch.autocast(logits.device.type, enabled=False):
+            b, c = logits.shape[:2]
+            groups = b if self.per_image else 1
+            prob = logits.softmax(dim=1).movedim(1, -1).reshape(groups, -1, c)  # (G, N, C)
+            keep = valid.reshape(groups, -1, 1)
+            fg = torch.zeros_like(prob).scatter_(2, target.reshape(groups, -1, 1), keep.float())
+            # An ignored pixel gets error 0 and fg 0: it sorts after every pixel with an error,
+            # and the increments at and after it multiply errors of 0.
+            errors = torch.where(keep, (fg - prob).abs(), 0.0)
+            errors, order = errors.sort(dim=1, descending=True)
+            fg = fg.gather(1, order)
+            per_class = (errors * _jaccard_increments(fg)).sum(dim=1)  # (G, C)
+            counted = (fg.sum(dim=1) > 0).float() if self.classes == "present" else torch.ones_like(per_class)
+            per_group = (per_class * counted).sum(dim=1) / counted.sum(dim=1).clamp_min(1.0)
+            return per_group.mean()
+
+
+def _jaccard_increments(fg_sorted: torch.Tensor) -> torch.Tensor:
+    """``Δ(M_i) − Δ(M_{i−1})`` along dim 1, ``M_i`` the first ``i`` pixels, ``Δ(M) = |M| / |F ∪ M|``.
+
+    Written with running sums (Berman et al. 2018, Algorithm 1): with the first ``i`` pixels
+    mispredicted, the intersection holds the foreground pixels after them and the union the
+    whole foreground plus the background pixels among them.
+    """
+    total = fg_sorted.sum(dim=1, keepdim=True)
+    intersection = total - fg_sorted.cumsum(dim=1)
+    union = total + (1.0 - fg_sorted).cumsum(dim=1)
+    jaccard = 1.0 - intersection / union  # union >= 1: the whole foreground, or the pixels so far
+    return torch.cat([jaccard[:, :1], jaccard[:, 1:] - jaccard[:, :-1]], dim=1)
+
+
 class WeightedCrossEntropy(_PixelLoss):
     """Cross-entropy with a weight per pixel: U-Net's weighted energy (Ronneberger et al. 2015, §3, eq. 1).
 
@@ -534,6 +608,33 @@ def _build_ce_dice(
     )
 
 
+def _build_lovasz(
+    *, ignore_index: int, class_weights: Any, classes: Literal["present", "all"] = "present", per_image: bool = False
+) -> nn.Module:
+    if class_weights is not None:
+        raise ValueError(
+            "build_loss('lovasz'): Lovász-Softmax takes no class_weights (use 'ce+lovasz' to weight the CE term)"
+        )
+    return LovaszSoftmaxLoss(classes=classes, per_image=per_image, ignore_index=ignore_index)
+
+
+def _build_ce_lovasz(
+    *,
+    ignore_index: int,
+    class_weights: Any,
+    lovasz_weight: float = 1.0,
+    classes: Literal["present", "all"] = "present",
+    per_image: bool = False,
+) -> nn.Module:
+    return CombinedLoss(
+        {
+            "ce": CrossEntropy(class_weights, ignore_index=ignore_index),
+            "lovasz": LovaszSoftmaxLoss(classes=classes, per_image=per_image, ignore_index=ignore_index),
+        },
+        {"lovasz": lovasz_weight},
+    )
+
+
 # Exact names (``"CE"`` is refused, as in recipes); the hint quotes them, as a YAML value is written.
 _LOSSES: Registry[Callable[..., nn.Module]] = Registry("loss", quote=True, cutoff=0.4)
 _LOSSES.add("ce", _build_ce)
@@ -541,6 +642,8 @@ _LOSSES.add("ohem", _build_ohem)
 _LOSSES.add("dice", _build_dice)
 _LOSSES.add("focal", _build_focal)
 _LOSSES.add("ce+dice", _build_ce_dice)
+_LOSSES.add("lovasz", _build_lovasz)
+_LOSSES.add("ce+lovasz", _build_ce_lovasz)
 
 
 def list_losses() -> list[str]:
@@ -569,7 +672,7 @@ def _non_negative_number(value: Any) -> Any:
     return x if x is not None and math.isfinite(x) and x >= 0 else _INVALID
 
 
-def _dice_classes(value: Any) -> Any:
+def _class_set(value: Any) -> Any:
     return value if isinstance(value, str) and value in ("present", "all") else _INVALID
 
 
@@ -579,14 +682,16 @@ def _flag(value: Any) -> Any:
 
 
 # Each loss option: its check (the value to pass, or _INVALID) and what is allowed, in words.
-# Shared by every loss that takes the option (smooth and classes are Dice's, in "dice" and "ce+dice").
+# Shared by every loss that takes the option (smooth is Dice's; classes is Dice's and Lovász's).
 _OPTION_RULES: dict[str, tuple[Callable[[Any], Any], str]] = {
     "thresh": (_probability, "a number in (0, 1] (the probability below which a pixel counts as hard)"),
     "min_kept": (_count, "a whole number >= 0 (pixels kept per batch at least)"),
     "smooth": (_non_negative_number, "a finite number >= 0"),
     "gamma": (_non_negative_number, "a finite number >= 0 (0 is plain cross-entropy)"),
     "dice_weight": (_non_negative_number, "a finite number >= 0"),
-    "classes": (_dice_classes, "'present' or 'all'"),
+    "lovasz_weight": (_non_negative_number, "a finite number >= 0"),
+    "per_image": (_flag, "true or false"),
+    "classes": (_class_set, "'present' or 'all'"),
     "squared": (_flag, "true or false"),
 }
 
@@ -645,6 +750,10 @@ def build_loss(
     * ``"focal"`` — :class:`FocalLoss`; ``gamma=2.0``; ``class_weights`` become its α.
     * ``"ce+dice"`` — CE + ``dice_weight`` × Dice; ``dice_weight=1.0`` and Dice's options;
       ``class_weights`` weigh the CE term.
+    * ``"lovasz"`` — :class:`LovaszSoftmaxLoss`; ``classes="present"``, ``per_image=False``
+      (no class weights).
+    * ``"ce+lovasz"`` — CE + ``lovasz_weight`` × Lovász-Softmax; ``lovasz_weight=1.0`` and
+      its options; ``class_weights`` weigh the CE term.
 
     Args:
         name: one of the names above.
