@@ -81,6 +81,8 @@ def test_model_health_ready_docs_and_page(client):
         "output_stride": info["output_stride"],
         "base_size": None,  # the tiny model was not trained with data.base_size
         "precision": "fp32",
+        "scales": [1.0],  # one pass unless atrous serve was given --scales/--flip
+        "flip": False,
         "subject_default": "person",
     }
     assert info["output_stride"] in (8, 16, 32)
@@ -139,6 +141,36 @@ def test_portrait_is_a_jpeg_of_the_input_size(client):
     unknown = post_png(client, "/v1/portrait?subject=dog")
     assert unknown.status_code == 400 and "dog" in unknown.json()["detail"]
     assert post_png(client, "/v1/portrait?blur=-1").status_code == 400
+
+
+def test_test_time_flips_and_scales_reach_segment_and_portrait(model_dir):
+    from atrous.inference import portrait
+    from atrous.inference.loading import load_inference_model
+    from atrous.serve.encode import rgb_jpeg
+
+    tta = ModelService(
+        lambda: load_inference_model(model_dir, "fp32"), name="tta", precision="fp32", scales=[0.75, 1.0], flip=True
+    )
+    tta.load()
+    data = png_bytes(seed=3)
+    rgb = np.array(Image.open(io.BytesIO(data)))
+    with client_for(tta) as client:
+        info = client.get("/v1/model").json()
+        assert (info["scales"], info["flip"]) == ([0.75, 1.0], True)
+        labels = np.array(Image.open(io.BytesIO(post_png(client, "/v1/segment", data).content)))
+        blurred = post_png(client, "/v1/portrait?subject=person&blur=5", data)
+    expected = Predictor(tta.model, precision="fp32", scales=[0.75, 1.0], flip=True)(rgb).labels
+    np.testing.assert_array_equal(labels, expected)
+    one_pass = Predictor(tta.model, precision="fp32")(rgb).labels
+    assert not np.array_equal(expected, one_pass)  # the options changed something to check
+    reference = portrait(
+        rgb, model=tta.model, subject_class="person", blur=5, precision="fp32", scales=[0.75, 1.0], flip=True
+    )
+    assert blurred.content == rgb_jpeg(reference)  # the same pixels, encoded alike
+    plain = portrait(rgb, model=tta.model, subject_class="person", blur=5, precision="fp32")
+    assert blurred.content != rgb_jpeg(plain)
+    with pytest.raises(ValueError, match="scales must be positive"):
+        ModelService(lambda: None, name="bad", scales=[0.0])
 
 
 def test_the_page_and_its_static_files(client, service, tmp_path, monkeypatch):
@@ -283,6 +315,11 @@ def test_bad_cli_input_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["serve", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "does not exist" in err[0]
+    (tmp_path / "there").mkdir()
+    for bad, says in ((["--scales", "0"], "--scales must be positive"), (["--ms", "--scales", "1"], "not both")):
+        assert main(["serve", str(tmp_path / "there"), *bad]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and says in err[0]
     (tmp_path / "empty").mkdir()  # exists, but holds no model: found while loading, after the server started
     # A started server configures logging and signal handlers: in a process of its own, not in pytest's.
     cli = ForkedCli()

@@ -8,6 +8,8 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
+from .common import add_scale_flip_options, resolve_scales
+
 if TYPE_CHECKING:
     from ..serve.service import ModelService
 
@@ -76,6 +78,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
         help="auto (default): fp32 or bf16, whichever measures faster here with the same labels",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    add_scale_flip_options(parser)  # as atrous portrait: --scales, --ms, --flip (segment and portrait)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     if not is_torchvision_spec(args.model) and not os.path.exists(args.model):
         raise FileNotFoundError(f"model {args.model} does not exist")
+    scales = resolve_scales(args, [1.0])  # before the port is taken: bad flags cost nothing
     api_key = args.api_key if args.api_key is not None else os.environ.get(API_KEY_ENV) or None
     if api_key is not None and not api_key.strip():
         raise ValueError("--api-key is empty")
@@ -109,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         name=str(args.model),
         device=device,
         precision=args.precision,
+        scales=scales,
+        flip=args.flip,
     )
     if args.host not in _LOOPBACK:
         print(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,15 +37,29 @@ class ModelService:
         name: how ``/v1/model`` names it.
         device: where it runs.
         precision: as :class:`atrous.inference.Predictor` takes it.
+        scales, flip: test-time augmentation (DeepLab v3 §4.3) for segmentation and portrait
+            mode alike, as ``atrous eval``/``atrous portrait`` apply it: the class
+            probabilities of every scale (and its mirror image) are averaged.
     """
 
     def __init__(
-        self, loader: Callable[[], torch.nn.Module], *, name: str, device: str | torch.device = "cpu", precision="auto"
+        self,
+        loader: Callable[[], torch.nn.Module],
+        *,
+        name: str,
+        device: str | torch.device = "cpu",
+        precision="auto",
+        scales: Sequence[float] = (1.0,),
+        flip: bool = False,
     ) -> None:
+        if not scales or any(not s > 0 for s in scales):
+            raise ValueError(f"scales must be positive, got {list(scales)}")
         self.loader = loader
         self.name = name
         self.device = torch.device(device)
         self.requested_precision = precision
+        self.scales = tuple(float(s) for s in scales)
+        self.flip = bool(flip)
         self.model: torch.nn.Module | None = None
         self.predictor: Predictor | None = None
         self.error: BaseException | None = None
@@ -84,7 +98,9 @@ class ModelService:
         """Load and warm up on this thread."""
         model = self.loader()
         self.model = model
-        self.predictor = Predictor(model, device=self.device, precision=self.requested_precision)
+        self.predictor = Predictor(
+            model, device=self.device, precision=self.requested_precision, scales=self.scales, flip=self.flip
+        )
         self.predictor(np.zeros((*_WARM_UP_SIZE, 3), dtype=np.uint8))  # warm-up: one real prediction
         self._ready.set()
 
@@ -137,6 +153,8 @@ class ModelService:
             "output_stride": self.predictor.output_stride,
             "base_size": self.predictor.base_size,  # the shorter side images are resized to for the network
             "precision": self.predictor.precision,
+            "scales": list(self.scales),  # test-time augmentation, for segment and portrait alike
+            "flip": self.flip,
             "subject_default": self.subject_default(),
         }
 
@@ -161,4 +179,6 @@ class ModelService:
             blur=blur,
             device=self.device,
             precision=self.predictor.precision,
+            scales=self.scales,
+            flip=self.flip,
         )
