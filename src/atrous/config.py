@@ -101,7 +101,7 @@ class DataConfig:
     base_size: int | None = None
     hflip: float = 0.5
     vflip: float = 0.0  # instance datasets only (nuclei and cells have no up or down)
-    jitter: bool = True
+    jitter: bool | float = True  # colour jitter: true (±0.2), false, or its strength in [0, 1]
     elastic: bool | float = False  # U-Net §3.1 elastic deformation; a number is its σ in pixels (true: 10)
     # Semantic models: Simple Copy-Paste (Ghiasi et al. 2021), e.g. {probability: 0.5, classes:
     # [person]}: with that probability a crop gets the pixels of these classes (indices or
@@ -303,6 +303,12 @@ def _elastic(v: bool | float) -> bool:
     return isinstance(v, bool) or v >= 0
 
 
+def _jitter(v: bool | float) -> bool:
+    # Brightness, contrast and saturation factors are drawn from [1 − v, 1 + v]: beyond 1 the
+    # low end would be clipped at 0 (a black or grey image), not a stronger jitter.
+    return isinstance(v, bool) or 0 <= v <= 1
+
+
 _DEVICE = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:[0-9]+)?)$")
 STRIDES = (8, 16, 32)
 OPTIMIZERS = ("sgd", "adamw")
@@ -331,7 +337,7 @@ CHECKS: dict[str, Check] = {
     "data.base_size": _optional(_at_least(1)),
     "data.hflip": _within(0, 1),
     "data.vflip": _within(0, 1),
-    "data.jitter": _any(),
+    "data.jitter": Check(_jitter, "true (±0.2), false, or a strength in [0, 1]"),
     "data.elastic": Check(_elastic, "true, false, or a σ in pixels >= 0"),
     "data.copy_paste": _optional(Check(_copy_paste_options, "a mapping of probability and classes")),
     "data.batch_size": _at_least(1),
