@@ -374,15 +374,15 @@ class LovaszSoftmaxLoss(_PixelLoss):
     mispredicted pixels, ``Δ(M) = |M| / |F_c ∪ M|`` (§3.1, eq. 4): the Lovász extension of
     ``Δ`` (eq. 8–9, Algorithm 1). On hard predictions (probabilities 0 or 1) it *is* ``1 −
     IoU`` of the class, and it is piecewise linear in the probabilities, so it optimises the
-    overlap the metric counts rather than per-pixel likelihood — the paper pairs it with
-    cross-entropy early in training (``"ce+lovasz"``).
+    overlap the metric counts rather than per-pixel likelihood. The paper fine-tunes networks
+    first trained with cross-entropy; ``"ce+lovasz"`` adds the two from the start.
 
     Args:
-        classes: ``"present"`` averages over the classes present in the labels (the paper's
-            default), ``"all"`` over every class (an absent class then costs its largest
-            error).
-        per_image: one loss per image, averaged (the paper's choice for binary tasks); else
-            one over the whole batch, which is closer to a dataset-level IoU.
+        classes: ``"present"`` averages over the classes present in the labels (the
+            reference code's default), ``"all"`` over every class (an absent class then
+            costs its largest error).
+        per_image: one loss per image, averaged, so that every image's IoU counts alike;
+            else one over the whole batch, which is closer to a dataset-level IoU.
         ignore_index: target label whose pixels are skipped (zero error, so they sort last
             and add nothing).
     """
