@@ -7,7 +7,7 @@ maximal F-score of pixel similarity", http://brainiac2.mit.edu/isbi_challenge/ev
 Arganda-Carreras et al. 2015, Front. Neuroanat. 9:142):
 
 * a label pixel is positive when its value is > 0 — in these labels (0 = membrane, 255 =
-  cell interior) that is the **cell** class, about 78 % of the pixels;
+  cell interior) that is the **cell** class, 78 % of the 30 training sections' pixels;
 * the proposal (the probability of "cell") is binarised at each threshold ``t``: positive
   when ``p > t``, for ``t`` = 0.0, 0.1, …, 1.0 (the leaderboard's grid);
 * true and false positives and false negatives are summed over all sections, and
