@@ -134,6 +134,12 @@ class _PixelLoss(nn.Module):
         return ", ".join(parts)
 
 
+def _check_class_selection(classes: Any) -> None:
+    """Dice's and Lovász's ``classes``: average over the classes ``"present"`` in the labels, or ``"all"``."""
+    if classes not in ("present", "all"):
+        raise ValueError(f"classes must be 'present' or 'all', got {classes!r}")
+
+
 def _weighted_mean(loss: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Σ w·loss / Σ w, and 0 (with a graph) when Σ w = 0 — no NaN, no host sync."""
     return (loss * weights).sum() / weights.sum().clamp_min(torch.finfo(torch.float32).tiny)
@@ -283,8 +289,7 @@ class DiceLoss(_PixelLoss):
         super().__init__(ignore_index=ignore_index, weight=None, weight_name="weight")
         if not _non_negative(smooth):
             raise ValueError(f"smooth must be a finite number >= 0, got {smooth!r}")
-        if classes not in ("present", "all"):
-            raise ValueError(f"classes must be 'present' or 'all', got {classes!r}")
+        _check_class_selection(classes)
         self.smooth = float(smooth)
         self.classes = classes
         self.squared = bool(squared)
@@ -395,8 +400,7 @@ class LovaszSoftmaxLoss(_PixelLoss):
         ignore_index: int = IGNORE_INDEX,
     ) -> None:
         super().__init__(ignore_index=ignore_index, weight=None, weight_name="weight")
-        if classes not in ("present", "all"):
-            raise ValueError(f"classes must be 'present' or 'all', got {classes!r}")
+        _check_class_selection(classes)
         if not isinstance(per_image, bool):
             raise ValueError(f"per_image must be true or false, got {per_image!r}")
         self.classes = classes
