@@ -138,6 +138,9 @@ class TrainConfig:
     grad_accum: int = 1
     grad_clip: float | None = None
     sync_bn: bool = False
+    # Exponential moving average of the weights (engine/ema.py), e.g. 0.999: evaluated, kept as
+    # best/ and saved beside the raw weights. None: the run's own weights.
+    ema: float | None = None
     eval_every: int = 1000
     log_every: int = 20
     checkpoint_every: int = 1000
@@ -365,6 +368,7 @@ CHECKS: dict[str, Check] = {
     "train.grad_accum": _at_least(1),
     "train.grad_clip": _optional(_above(0)),
     "train.sync_bn": _any(),
+    "train.ema": _optional(Check(lambda v: 0 < v < 1, "a decay in (0, 1), e.g. 0.999")),
     "train.eval_every": _at_least(1),
     "train.log_every": _at_least(1),
     "train.checkpoint_every": _at_least(1),

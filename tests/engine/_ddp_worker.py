@@ -21,7 +21,8 @@ def train_rank(rank: int, world_size: int, port: int, out: str, overrides: list[
     try:
         trainer = Trainer(load_config(None, overrides), Path(out) / "run")
         trainer.run()
-        torch.save(trainer.model.state_dict(), Path(out) / f"rank{rank}.pt")
+        # What the run evaluated and saved: the weight average with train.ema.
+        torch.save(trainer.eval_model.state_dict(), Path(out) / f"rank{rank}.pt")
         val = [r for r in trainer.history if r["kind"] == "val"][-1]
         (Path(out) / f"rank{rank}.json").write_text(json.dumps(val))
     finally:

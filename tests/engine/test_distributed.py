@@ -34,8 +34,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_ddp_keeps_ranks_identical_and_reduces_metrics(tmp_path):
-    mp.spawn(train_rank, args=(2, _free_port(), str(tmp_path), OVERRIDES), nprocs=2, join=True)
+@pytest.mark.parametrize("extra", [[], ["train.ema=0.5"]], ids=["weights", "weight-average"])
+def test_ddp_keeps_ranks_identical_and_reduces_metrics(tmp_path, extra):
+    mp.spawn(train_rank, args=(2, _free_port(), str(tmp_path), [*OVERRIDES, *extra]), nprocs=2, join=True)
     w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for key in w0:  # parameters (DDP) and BatchNorm statistics (broadcast before evaluation)

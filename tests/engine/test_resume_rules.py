@@ -76,6 +76,7 @@ def test_a_changed_schedule_is_refused_before_training(run, capsys):
         (["--seed", "5"], "train.seed 0 → 5"),
         (["--deterministic"], "train.deterministic false → true"),
         (["--set", "data.batch_size=2"], "data.batch_size 4 → 2"),
+        (["--set", "train.ema=0.99"], "train.ema null → 0.99"),
         (["--set", "model.name=deeplabv3_resnet50"], "model.name 'deeplabv3_resnet18' → 'deeplabv3_resnet50'"),
         (["--set", "data.train_options.seed=3"], "data.train_options {num_samples: 16, seed: 0} → {num_samples: 16"),
     ],

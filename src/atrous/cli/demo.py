@@ -63,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     result = trainer.run()
 
     # Overlays: prediction on the left half, ground truth on the right.
-    model = trainer.model.eval()
+    model = trainer.eval_model.eval()  # what the run evaluated (the weight average with train.ema)
     palette = trainer.metadata["palette"]
     out = args.run_dir / "overlays"
     with torch.inference_mode():

@@ -47,6 +47,7 @@ def card_record(trainer: Trainer, metrics: dict[str, Any], seconds: float) -> di
             "torch": torch.__version__,
             "atrous": __version__,
             "pretrained": config.model.checkpoint_path or config.model.pretrained_backbone,
+            "ema": train.ema,  # the saved weights are the average's (engine/ema.py)
         },
         "evaluation": {
             "split": data.val_split,

@@ -7,9 +7,11 @@ Everything a run writes goes into its run folder:
     config.yaml        the resolved configuration
     precision.json     what ``train.amp`` resolved to, and the figures behind it
     metrics.jsonl      one JSON object per log step (every loss part) and per evaluation
-    last.pt            the latest training checkpoint (``--resume`` continues from it)
-    best/, best.pt     the best model by the task's score (save_pretrained format, with its model
-                       card README.md), its step
+    last.pt            the latest training checkpoint (``--resume`` continues from it); with
+                       ``train.ema`` it holds the weight average too (``model_ema``)
+    best/, best.pt     the best model by the task's score (the weight average's, with
+                       ``train.ema``; save_pretrained format, with its model card README.md),
+                       its step
     plots/             loss and score curves (and, for semantic runs, per-class IoU and the
                        normalised confusion matrix)
     tensorboard/       when ``train.tensorboard`` is on
@@ -51,6 +53,7 @@ from .checkpoint import (
     rng_state,
     set_rng_state,
 )
+from .ema import EMA_KEY, WeightAverage
 from .metrics_log import LOG_NAME, rewind_log
 from .optim import build_optimizer, build_scheduler
 from .plots import write_training_plots
@@ -154,6 +157,8 @@ class Trainer:
             model = model.to(memory_format=torch.channels_last)
         self.model: nn.Module = model
         self.task.prepare(model)
+        self.ema: WeightAverage | None = None  # made below, once every rank holds rank 0's weights
+        ema_state: dict[str, torch.Tensor] | None = None
         # Under DDP rank 0 decides for every rank: one precision for one model.
         choice = self.task.choose_precision(model) if self.dist.is_main else None
         self.precision_choice: PrecisionChoice = dist_utils.broadcast_object(choice)
@@ -172,6 +177,7 @@ class Trainer:
 
         if checkpoint is not None:
             self._load(resume_path, checkpoint)
+            ema_state = checkpoint.get(EMA_KEY)
             del checkpoint
             if self.dist.is_main:  # the steps after the checkpoint are trained (and logged) again
                 self._logged_before = rewind_log(self.run_dir, self.step)
@@ -187,6 +193,12 @@ class Trainer:
             )
         else:
             self.ddp = self.model
+        if t.ema is not None:
+            # After DDP has copied rank 0's weights to every rank (each rank initialised its own),
+            # so all ranks average one model. It starts from the weights training starts from.
+            self.ema = WeightAverage(self.model, t.ema)
+            if ema_state is not None:
+                load_strict(self.ema.module, ema_state, source=f"{resume_path} ({EMA_KEY})")
         self.train_loader = self.task.train_loader(start_batch=self.step * t.grad_accum)
         self.val_loader = self.task.val_loader()
         self._stop_signal: int | None = None
@@ -224,9 +236,16 @@ class Trainer:
 
     # -- checkpoints ---------------------------------------------------------------------
 
+    @property
+    def eval_model(self) -> nn.Module:
+        """What the run evaluates and saves as ``best/``: the weight average with ``train.ema``."""
+        return self.ema.module if self.ema is not None else self.model
+
     def _state(self) -> dict[str, Any]:
+        ema = {EMA_KEY: self.ema.state_dict()} if self.ema is not None else {}
         return {
             "model": self.model.state_dict(),
+            **ema,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
@@ -260,6 +279,10 @@ class Trainer:
             checkpoint = load_training_checkpoint(path)
             check_resume(self.config, checkpoint, path, world_size=self.dist.world_size)
         load_strict(self.model, checkpoint["model"], source=str(path))
+        if self.config.train.ema is not None and EMA_KEY not in checkpoint:
+            raise ValueError(
+                f"{path} holds no weight average ({EMA_KEY}) to continue train.ema={self.config.train.ema} from"
+            )
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.scheduler.load_state_dict(checkpoint["scheduler"])
         recorded = checkpoint.get("precision")
@@ -391,6 +414,8 @@ class Trainer:
                 losses = {name: torch.stack([m[name] for m in micro]).mean() for name in micro[0]}
                 self._optimizer_step(losses)
                 self.step += 1
+                if self.ema is not None:
+                    self.ema.update(self.model, self.step)
                 progress.update(1)
                 if self.step % t.log_every == 0 or self.step == t.steps:
                     values = {name: dist_utils.all_reduce_mean(value).item() for name, value in losses.items()}
@@ -432,8 +457,9 @@ class Trainer:
 
     def evaluate_and_track(self) -> dict[str, Any]:
         """Evaluate on the validation split, log, and keep the best model by the task's score."""
-        dist_utils.broadcast_buffers(self.model)  # every rank evaluates (and rank 0 saves) one model
-        metrics = self.task.evaluate(self.model, self.autocast_dtype)
+        model = self.eval_model
+        dist_utils.broadcast_buffers(model)  # every rank evaluates (and rank 0 saves) one model
+        metrics = self.task.evaluate(model, self.autocast_dtype)
         record = {"kind": "val", "step": self.step, **metrics}
         self._log(record)
         if self.dist.is_main:
@@ -444,7 +470,7 @@ class Trainer:
             self.best_score = score
             if self.dist.is_main:
                 card = card_record(self, metrics, self.train_seconds())
-                self.model.save_pretrained(self.run_dir / "best", metadata={**self.metadata, "card": card})
+                model.save_pretrained(self.run_dir / "best", metadata={**self.metadata, "card": card})
                 atomic_torch_save({"step": self.step, self.score_name: score}, self.run_dir / BEST)
         dist_utils.barrier()
         return record

@@ -14,7 +14,8 @@ def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
 
     * a folder written by ``save_pretrained`` (``model.safetensors`` + ``config.json``);
     * a training run folder (its ``best/`` model);
-    * a training checkpoint (``last.pt``), which records how its model was built;
+    * a training checkpoint (``last.pt``), which records how its model was built (its weight
+      average where the run kept one, ``train.ema``);
     * ``torchvision:NAME`` — torchvision's pretrained VOC-label segmentation weights
       (:func:`atrous.inference.torchvision_models.load_torchvision_model`).
 
@@ -36,11 +37,14 @@ def load_trained_model(path: str | os.PathLike) -> SegmentationModel:
         model.temperature = read_temperature(folder)
         return model
     if path.is_file():
-        from ..utils.checkpoint_file import load_training_checkpoint
+        from ..utils.checkpoint_file import inference_weights, load_training_checkpoint
 
         checkpoint = load_training_checkpoint(path)
         return rebuild_model(
-            checkpoint["model_config"], checkpoint["model"], metadata=checkpoint.get("metadata", {}), source=str(path)
+            checkpoint["model_config"],
+            inference_weights(checkpoint),
+            metadata=checkpoint.get("metadata", {}),
+            source=str(path),
         )
     raise FileNotFoundError(f"model {path} does not exist")
 

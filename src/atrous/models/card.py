@@ -102,6 +102,8 @@ def _training_section(card: Mapping[str, Any]) -> list[str]:
             lines.append(f"- started from: `{training['pretrained']}`")
         else:
             lines.append("- started from random weights (no pretrained backbone)")
+        if training.get("ema"):
+            lines.append(f"- weights: the exponential moving average of training's (decay {training['ema']})")
     return [*lines, ""]
 
 

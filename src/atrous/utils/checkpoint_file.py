@@ -11,10 +11,16 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .state_dict import read_torch_file
+from .state_dict import EMA_KEY, read_torch_file
 
 #: What every atrous training checkpoint holds.
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "step")
+
+
+def inference_weights(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The weights a checkpoint's run evaluated: the weight average where the run kept one
+    (``train.ema``), else the trained weights. Only ``--resume`` reads the raw ones."""
+    return checkpoint.get(EMA_KEY) or checkpoint["model"]
 
 
 def load_training_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

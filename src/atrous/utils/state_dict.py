@@ -26,6 +26,10 @@ class StateDictMismatchError(KeyError):
         return str(self.args[0])
 
 
+#: The key of the weight average an atrous training checkpoint holds with ``train.ema``.
+EMA_KEY = "model_ema"
+
+
 def _listing(keys: list[str]) -> str:
     shown = ", ".join(keys[:_MAX_LISTED_KEYS])
     more = len(keys) - _MAX_LISTED_KEYS
@@ -37,7 +41,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
     ``torch.save`` files are read with ``weights_only=True``. A file that holds a
     training checkpoint (``{"model": state_dict, ...}`` or ``{"state_dict": ...}``) is
-    unwrapped to its model state dict.
+    unwrapped to its model state dict: an atrous run's weight average (``model_ema``, from
+    ``train.ema``) where it has one, as inference loads it.
     """
     path = Path(path)
     if not path.is_file():
@@ -51,7 +56,7 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             raise ValueError(f"{path} is not a readable safetensors file: {exc}") from exc
     obj = read_torch_file(path, "PyTorch weights file")
     if isinstance(obj, Mapping):
-        for wrapper in ("model", "state_dict", "model_state_dict"):
+        for wrapper in (EMA_KEY, "model", "state_dict", "model_state_dict"):
             inner = obj.get(wrapper)
             if isinstance(inner, Mapping) and inner and all(isinstance(v, torch.Tensor) for v in inner.values()):
                 obj = inner
