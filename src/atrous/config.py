@@ -448,6 +448,16 @@ def _copy_paste_semantic_only(c: Config) -> str | None:
     return None
 
 
+def _elastic_semantic_only(c: Config) -> str | None:
+    # Instance samples are rescaled and flipped with their boxes (data/instances/transforms.py);
+    # no elastic warp of N masks and their boxes is built.
+    from .models import model_task
+
+    if c.data.elastic and model_task(c.model.name) == "instance":  # 0 and false: none
+        return f"data.elastic={c.data.elastic} applies to semantic models only; {c.model.name} would ignore it"
+    return None
+
+
 def _instance_model_fields_used(c: Config) -> str | None:
     # Mask R-CNN has no output stride, multi-grid or auxiliary head, and its class count is
     # model.num_classes (or the dataset's): values there would be ignored without a word.
@@ -483,6 +493,7 @@ CROSS_CHECKS: tuple[Callable[[Config], str | None], ...] = (
     _semantic_vflip_unused,
     _base_size_applies,
     _copy_paste_semantic_only,
+    _elastic_semantic_only,
     _instance_model_fields_used,
 )
 

@@ -363,6 +363,39 @@ def test_transforms_are_deterministic_given_a_seed_a_generator_or_keyed_augmenta
     assert torch.equal(keyed[5][1]["boxes"], keyed[5][1]["boxes"])
 
 
+def test_colour_jitter_is_torchvisions_adjustments_from_the_transforms_own_draws():
+    """jitter: brightness, contrast, saturation by factors in [1 − s, 1 + s], in a drawn order,
+    from the generator after the three geometric draws; image only, geometry as without it."""
+    from torchvision.transforms.v2 import functional as F
+
+    image, target = _sample()
+    strength = 0.3
+    out_image, out = InstanceTrainTransforms(hflip=0.5, vflip=0.5, jitter=strength, seed=11)(image, target)
+    plain_image, plain = InstanceTrainTransforms(hflip=0.5, vflip=0.5, seed=11)(image, target)
+
+    draws = torch.Generator().manual_seed(11)
+    torch.rand(3, generator=draws)  # scale, horizontal and vertical flip
+    factors = 1 - strength + 2 * strength * torch.rand(3, generator=draws, dtype=torch.float64)
+    order = torch.randperm(3, generator=draws).tolist()
+    expected = plain_image
+    adjust = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation)
+    for i in order:
+        expected = adjust[i](expected, float(factors[i]))
+    assert torch.equal(out_image, expected)
+    assert not torch.equal(out_image, plain_image)
+    assert all(1 - strength <= float(f) <= 1 + strength for f in factors)
+    for key in ("masks", "boxes", "labels", "iscrowd", "area"):
+        assert torch.equal(out[key], plain[key]), key  # the geometry is the same draw as without jitter
+
+
+def test_jitter_true_is_the_semantic_default_and_bad_strengths_are_refused():
+    assert InstanceTrainTransforms(jitter=True).jitter == 0.2
+    assert InstanceTrainTransforms(jitter=False).jitter == 0.0 == InstanceTrainTransforms().jitter
+    for bad in (1.5, -0.1):
+        with pytest.raises(ValueError, match=r"jitter must be true, false or a strength in \[0, 1\]"):
+            InstanceTrainTransforms(jitter=bad)
+
+
 def test_collate_instances_keeps_lists():
     a, b = _sample(0), _sample(1)
     images, targets = collate_instances([a, b])

@@ -70,6 +70,15 @@ def test_train_eval_predict(nuclei_root, tmp_path, capsys):
     assert len(ground_truth.getAnnIds()) == len(coco["annotations"])
 
 
+@pytest.mark.parametrize(("jitter", "strength"), [("true", 0.2), ("0.35", 0.35), ("false", 0.0)])
+def test_data_jitter_reaches_the_instance_training_transforms(nuclei_root, tmp_path, jitter, strength):
+    """An instance run's config recorded jitter: true while its transforms had none."""
+    config = load_config(None, [*_overrides(nuclei_root), f"data.jitter={jitter}", "train.amp=off"])
+    trainer = InstanceTrainer(config, tmp_path / "run")
+    transforms = trainer.train_loader.dataset.transforms
+    assert transforms.jitter == strength and transforms.vflip == 0.5
+
+
 def test_resume_continues_bit_exact(nuclei_root, tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: the same summation order in both runs

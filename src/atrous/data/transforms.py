@@ -220,6 +220,15 @@ def _to_float_and_normalize(mean: Sequence[float], std: Sequence[float]) -> list
     ]
 
 
+#: What ``jitter=True`` means: brightness, contrast and saturation each by ±0.2.
+DEFAULT_JITTER = 0.2
+
+
+def jitter_strength(jitter: bool | float) -> float:
+    """The ± range of brightness, contrast and saturation that ``data.jitter`` asks for (0: none)."""
+    return DEFAULT_JITTER if jitter is True else float(jitter)
+
+
 def train_transforms(
     crop_size: int | tuple[int, int],
     *,
@@ -265,7 +274,7 @@ def train_transforms(
     elastic_sigma = 10.0 if elastic is True else float(elastic)
     if elastic_sigma > 0:
         steps.append(ElasticDeformation(sigma=elastic_sigma))
-    strength = 0.2 if jitter is True else float(jitter)
+    strength = jitter_strength(jitter)
     if strength > 0:
         steps.append(v2.ColorJitter(brightness=strength, contrast=strength, saturation=strength))
     steps += _to_float_and_normalize(mean, std)

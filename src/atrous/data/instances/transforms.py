@@ -9,8 +9,14 @@ and the masks by nearest neighbour with aligned pixel centres (as
 :func:`atrous.data.datasets.base.resize_nearest`), then recomputes boxes and areas from the
 masks and drops instances whose mask vanished.
 
+Colour jitter (``jitter`` > 0) comes last and touches the image only: brightness, contrast and
+saturation each by a factor drawn uniformly from [1 − jitter, 1 + jitter], applied in a random
+order — what torchvision's ``ColorJitter`` does, and what semantic training applies — but drawn
+from the same generator as the geometry, so a keyed sample is jittered the same way every time.
+
 Randomness: each call draws three uniforms in one go (scale, horizontal flip, vertical
-flip), whether or not each step is on, from the first of: the ``generator`` passed to the
+flip), whether or not each step is on, then — only with jitter — three factors and an order,
+from the first of: the ``generator`` passed to the
 call; the transform's own generator when it was built with ``seed``; torch's global
 generator. The trainer's :class:`~atrous.engine.sampling.KeyedAugmentation` seeds the
 global generator by ``(seed, epoch · N + index)`` around each call, so leave ``seed`` unset
@@ -21,7 +27,9 @@ would start it afresh, repeating the same draws).
 from __future__ import annotations
 
 import torch
+from torchvision.transforms.v2 import functional as F
 
+from ..transforms import jitter_strength
 from .target import Target, mask_areas, masks_to_boxes
 
 _PER_INSTANCE = ("labels", "area", "iscrowd")  # besides masks and boxes, which are recomputed
@@ -51,6 +59,18 @@ def _flip(image: torch.Tensor, target: Target, axis: int) -> torch.Tensor:
     return image.flip(axis)
 
 
+_ADJUSTMENTS = (F.adjust_brightness, F.adjust_contrast, F.adjust_saturation)
+
+
+def _colour_jitter(image: torch.Tensor, strength: float, generator: torch.Generator | None) -> torch.Tensor:
+    """``image`` (float, 0..1) with brightness, contrast and saturation each scaled by a factor
+    from [1 − strength, 1 + strength], in a random order (torchvision's ``ColorJitter``)."""
+    factors = 1.0 - strength + 2.0 * strength * torch.rand(3, generator=generator, dtype=torch.float64)
+    for i in torch.randperm(3, generator=generator).tolist():
+        image = _ADJUSTMENTS[i](image, float(factors[i]))
+    return image
+
+
 class InstanceTrainTransforms:
     """Random rescale, then horizontal and vertical flips, of ``(image, target)``.
 
@@ -59,6 +79,7 @@ class InstanceTrainTransforms:
         vflip: probability of an up-down flip (for data without an up, such as nuclei).
         scale_range: ``(low, high)``: resize by a factor drawn uniformly from it (aspect
             ratio kept); ``None`` to keep the size.
+        jitter: as ``data.jitter``: ``True`` (±0.2), ``False``, or a strength in [0, 1].
         seed: seed of the transform's own generator; ``None`` draws from torch's global
             one (see the module docstring).
 
@@ -73,6 +94,7 @@ class InstanceTrainTransforms:
         vflip: float = 0.0,
         *,
         scale_range: tuple[float, float] | None = None,
+        jitter: bool | float = False,
         seed: int | None = None,
     ) -> None:
         for name, p in (("hflip", hflip), ("vflip", vflip)):
@@ -83,7 +105,11 @@ class InstanceTrainTransforms:
             if not 0 < low <= high:
                 raise ValueError(f"scale_range must be (low, high) with 0 < low <= high; got {scale_range}")
             scale_range = (float(low), float(high))
+        strength = jitter_strength(jitter)
+        if not 0.0 <= strength <= 1.0:
+            raise ValueError(f"jitter must be true, false or a strength in [0, 1]; got {jitter!r}")
         self.hflip = float(hflip)
+        self.jitter = strength
         self.vflip = float(vflip)
         self.scale_range = scale_range
         self.seed = seed
@@ -115,6 +141,8 @@ class InstanceTrainTransforms:
             image = _flip(image, target, -1)
         if float(draws[2]) < self.vflip:
             image = _flip(image, target, -2)
+        if self.jitter > 0:
+            image = _colour_jitter(image, self.jitter, generator)
         return image, target
 
     @staticmethod
@@ -142,5 +170,5 @@ class InstanceTrainTransforms:
     def __repr__(self) -> str:
         return (
             f"InstanceTrainTransforms(hflip={self.hflip}, vflip={self.vflip}, "
-            f"scale_range={self.scale_range}, seed={self.seed})"
+            f"scale_range={self.scale_range}, jitter={self.jitter}, seed={self.seed})"
         )

@@ -131,7 +131,7 @@ class InstanceTask(Task):
     def train_loader(self, start_batch: int) -> DataLoader:
         d = self.config.data
         scale_range = tuple(d.scale_range) if tuple(d.scale_range) != (1.0, 1.0) else None
-        transforms = InstanceTrainTransforms(hflip=d.hflip, vflip=d.vflip, scale_range=scale_range)
+        transforms = InstanceTrainTransforms(hflip=d.hflip, vflip=d.vflip, scale_range=scale_range, jitter=d.jitter)
         keyed = KeyedAugmentation(self.train_set, transforms, seed=self.config.train.seed)
         return self.resumable_loader(keyed, start_batch, collate_fn=collate_instances)
 
