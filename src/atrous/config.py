@@ -425,36 +425,36 @@ def _semantic_vflip_unused(c: Config) -> str | None:
     return None
 
 
-def _base_size_applies(c: Config) -> str | None:
+def _semantic_only_data_options(c: Config) -> str | None:
+    # Instance training rescales and flips samples with their boxes and jitters their colour
+    # (data/instances/transforms.py); the model resizes images itself. Nothing there would
+    # read a base size, paste pixels between crops, or warp N masks and their boxes elastically.
     from .models import model_task
 
+    if model_task(c.model.name) != "instance":
+        return None
+    d = c.data
+    for key, used in (
+        ("base_size", d.base_size is not None),
+        ("copy_paste", d.copy_paste is not None),
+        ("elastic", bool(d.elastic)),  # 0 and false: none
+    ):
+        if used:
+            return (
+                f"data.{key}={getattr(d, key)} applies to semantic models only; {c.model.name} would ignore it: "
+                "remove it"
+            )
+    return None
+
+
+def _base_size_and_tile(c: Config) -> str | None:
     if c.data.base_size is None:
         return None
-    if model_task(c.model.name) == "instance":
-        return f"data.base_size={c.data.base_size} applies to semantic models only; {c.model.name} would ignore it"
     if c.eval.tile is not None:
         return (
             f"data.base_size={c.data.base_size} resizes each image for the network, eval.tile={c.eval.tile} tiles it "
             "at its own size: give one of them"
         )
-    return None
-
-
-def _copy_paste_semantic_only(c: Config) -> str | None:
-    from .models import model_task
-
-    if c.data.copy_paste is not None and model_task(c.model.name) == "instance":
-        return f"data.copy_paste applies to semantic models only; {c.model.name} would ignore it: remove it"
-    return None
-
-
-def _elastic_semantic_only(c: Config) -> str | None:
-    # Instance samples are rescaled and flipped with their boxes (data/instances/transforms.py);
-    # no elastic warp of N masks and their boxes is built.
-    from .models import model_task
-
-    if c.data.elastic and model_task(c.model.name) == "instance":  # 0 and false: none
-        return f"data.elastic={c.data.elastic} applies to semantic models only; {c.model.name} would ignore it"
     return None
 
 
@@ -491,9 +491,8 @@ CROSS_CHECKS: tuple[Callable[[Config], str | None], ...] = (
     _loss_options_valid,
     _dataset_options_not_reserved,
     _semantic_vflip_unused,
-    _base_size_applies,
-    _copy_paste_semantic_only,
-    _elastic_semantic_only,
+    _semantic_only_data_options,
+    _base_size_and_tile,
     _instance_model_fields_used,
 )
 
