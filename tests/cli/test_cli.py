@@ -62,6 +62,7 @@ def test_the_best_model_carries_the_card_of_its_run(trained_run):
         assert f"| {name} | {'—' if scores['iou'] is None else format(scores['iou'], '.3f')}" in card
     saved = json.loads((trained_run / "best" / "config.json").read_text())["metadata"]["card"]
     assert saved["training"]["seconds"] > 0 and saved["evaluation"]["metrics"]["miou"] == val["miou"]
+    assert saved["evaluation"]["evaluations"] == 1 and "Chosen as the best" not in card  # one evaluation chose nothing
     # Bootstrap intervals over the 4 validation images, as atrous.metrics.bootstrap computes them.
     intervals = saved["evaluation"]["intervals"]
     assert intervals["resamples"] == 1000 and intervals["seed"] == 0

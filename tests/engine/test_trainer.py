@@ -81,6 +81,18 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, t
     assert all(torch.isfinite(v).all() for v in checkpoint["model"].values() if v.is_floating_point())
 
 
+def test_the_card_counts_the_evaluations_that_chose_best(tiny_config, tmp_path):
+    # steps 7, every 3: evaluations at 3, 6 and the last step; best/ is the best of them, so
+    # its card warns that the validation figures also chose it.
+    Trainer(tiny_config("train.steps=7"), tmp_path / "run").run()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records if r["kind"] == "val"] == [3, 6, 7]
+    saved = json.loads((tmp_path / "run" / "best" / "config.json").read_text())["metadata"]["card"]
+    assert saved["evaluation"]["evaluations"] == 3
+    card = (tmp_path / "run" / "best" / "README.md").read_text()
+    assert "- Chosen as the best of up to 3 evaluations on `val`: the figures above picked this step" in card
+
+
 def test_time_budget_stops_early_and_still_evaluates(tiny_config, tmp_path):
     result = Trainer(tiny_config("train.steps=1000", "train.max_time_s=1e-9"), tmp_path / "run").run()
     assert result.steps < 1000

@@ -55,7 +55,8 @@ def test_card_rendering_by_hand():
                                "metrics": {"miou": 0.8, "pixel_accuracy": 0.9, "mean_accuracy": 0.85,
                                            "per_class": {"membrane": {"iou": 0.7}, "cell": {"iou": 0.9}}},
                                "intervals": {"miou": [0.75, 0.84], "per_class": {"membrane": [0.6, 0.8]},
-                                             "resamples": 1000, "seed": 0}},
+                                             "resamples": 1000, "seed": 0},
+                               "evaluations": 4},
             },
         },
     }  # fmt: skip
@@ -68,3 +69,4 @@ def test_card_rendering_by_hand():
     assert "- The evaluation saw 5 images: read the intervals, not only the means." in card
     assert "membrane (0.700)" not in card  # 0.7 is not below 0.5
     assert "Trained from random weights on 25 images of `membrane`" in card
+    assert "- Chosen as the best of up to 4 evaluations on `val`: the figures above picked this step" in card

@@ -56,5 +56,8 @@ def card_record(trainer: Trainer, metrics: dict[str, Any], seconds: float) -> di
             "images": len(trainer.val_set),
             "metrics": metrics,
             "intervals": trainer.task.score_intervals(),
+            # best/ is the step that scored best on these same images: more than one
+            # evaluation means the figures above also chose the model (models/card.py says so).
+            "evaluations": (train.steps - 1) // train.eval_every + 1,
         },
     }

@@ -166,6 +166,13 @@ def _limits_section(card: Mapping[str, Any], metadata: Mapping[str, Any]) -> lis
     absent = [n for n, v in per_class.items() if v.get("iou") is None]
     if absent:
         lines.append(f"- Not measured (absent from the validation split): {', '.join(absent)}.")
+    evaluations = evaluation.get("evaluations")
+    if isinstance(evaluations, int) and evaluations > 1:
+        split = evaluation.get("split")
+        lines.append(
+            f"- Chosen as the best of up to {evaluations} evaluations on `{split}`: the figures above picked this "
+            f"step, so they overstate what to expect on new images; score it on images the run never saw."
+        )
     if evaluation.get("images") is not None and evaluation["images"] < 100:
         lines.append(f"- The evaluation saw {evaluation['images']} images: read the intervals, not only the means.")
     if len(lines) == 2:
