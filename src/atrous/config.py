@@ -428,13 +428,15 @@ def _semantic_vflip_unused(c: Config) -> str | None:
 def _semantic_only_data_options(c: Config) -> str | None:
     # Instance training rescales and flips samples with their boxes and jitters their colour
     # (data/instances/transforms.py); the model resizes images itself. Nothing there would
-    # read a base size, paste pixels between crops, or warp N masks and their boxes elastically.
+    # crop, read a base size, paste pixels between crops, or warp N masks and their boxes
+    # elastically. crop_size has a default, so only another value is refused.
     from .models import model_task
 
     if model_task(c.model.name) != "instance":
         return None
     d = c.data
     for key, used in (
+        ("crop_size", d.crop_size != DataConfig().crop_size),
         ("base_size", d.base_size is not None),
         ("copy_paste", d.copy_paste is not None),
         ("elastic", bool(d.elastic)),  # 0 and false: none

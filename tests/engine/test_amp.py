@@ -81,3 +81,21 @@ def test_instance_probe_gives_mask_rcnn_a_loss():
     loss = amp_module.instance_probe([1, 3, 64, 64], CPU)(model)
     assert loss.ndim == 0 and torch.isfinite(loss)
     loss.backward()
+
+
+def test_mask_rcnn_is_probed_at_the_side_it_resizes_images_to(monkeypatch):
+    # Mask R-CNN resizes every image to min_size itself, so data.crop_size says nothing about
+    # what it trains on (config refuses a non-default one for instance models).
+    import atrous
+    from atrous.config import load_config
+    from atrous.engine.distributed import DistInfo
+    from atrous.engine.tasks import instance as instance_module
+
+    seen = []
+    monkeypatch.setattr(
+        instance_module, "choose_training_precision", lambda amp, device, model, probe, shape: seen.append(shape)
+    )
+    config = load_config(None, ["model.name=maskrcnn_resnet18_fpn", "data.batch_size=2"])
+    task = instance_module.InstanceTask(config, CPU, DistInfo())
+    task.choose_precision(atrous.create_model("maskrcnn_resnet18_fpn", num_classes=2, min_size=96, max_size=128))
+    assert seen == [probe_shape(2, 96, 96)] == [[2, 3, 96, 96]]

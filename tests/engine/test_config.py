@@ -261,6 +261,10 @@ def test_base_config_then_recipe_then_overrides(tmp_path):
         (["model.name=unet", "data.base_size=256", "eval.tile=388"], r"data\.base_size=256 resizes .*give one of them"),
         (["model.name=maskrcnn_resnet18_fpn", "data.elastic=true"], r"data\.elastic=True applies to semantic models"),
         (["model.name=maskrcnn_resnet18_fpn", "data.elastic=4"], r"data\.elastic=4\.0 applies to semantic models"),
+        (
+            ["model.name=maskrcnn_resnet18_fpn", "data.crop_size=[256, 256]"],
+            r"data\.crop_size=\[256, 256\] applies to semantic models only; maskrcnn_resnet18_fpn would ignore it",
+        ),
     ],
 )
 def test_options_a_run_would_ignore_or_collide_on_are_refused(overrides, message):
@@ -268,6 +272,7 @@ def test_options_a_run_would_ignore_or_collide_on_are_refused(overrides, message
         load_config(None, overrides)
     load_config(None, ["model.name=maskrcnn_resnet18_fpn", "data.vflip=0.5", "data.dataset=dsb2018_nuclei"])
     load_config(None, ["model.name=maskrcnn_resnet18_fpn", "data.elastic=0", "data.jitter=0.3"])
+    load_config(None, ["model.name=maskrcnn_resnet18_fpn", "data.crop_size=[512, 512]"])  # the default: no harm
 
 
 def test_whole_numbers_in_scientific_notation_fill_integer_fields():

@@ -133,7 +133,12 @@ def test_a_checkpoint_of_another_model_or_process_count(run, tiny_config, tmp_pa
 def test_the_instance_trainer_follows_the_same_rule(run, tmp_path):
     from atrous.engine.trainer import Trainer as InstanceTrainer
 
-    instance = ["model.name=maskrcnn_resnet18_fpn", "data.dataset=dsb2018_nuclei", f"data.root={tmp_path}"]
+    instance = [
+        "model.name=maskrcnn_resnet18_fpn",
+        "data.dataset=dsb2018_nuclei",
+        f"data.root={tmp_path}",
+        "data.crop_size=[512, 512]",  # the default: the semantic run's crop would be refused first
+    ]
     config = load_config(run / "config.yaml", instance)
     with pytest.raises(ConfigError, match=r"model\.name 'deeplabv3_resnet18' → 'maskrcnn_resnet18_fpn'"):
         InstanceTrainer(config, run, resume=True)

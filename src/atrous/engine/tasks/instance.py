@@ -125,7 +125,10 @@ class InstanceTask(Task):
 
     def choose_precision(self, model: nn.Module) -> PrecisionChoice:
         d, t = self.config.data, self.config.train
-        shape = probe_shape(d.batch_size, *d.crop_size)
+        # Mask R-CNN resizes every image to its shorter side min_size (torchvision's
+        # GeneralizedRCNNTransform): the probe's images are that square.
+        side = min(model.transform.min_size)
+        shape = probe_shape(d.batch_size, side, side)
         return choose_training_precision(t.amp, self.device, model, instance_probe(shape, self.device), shape)
 
     def train_loader(self, start_batch: int) -> DataLoader:
