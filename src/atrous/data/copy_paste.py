@@ -24,6 +24,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from ..utils.seeding import keyed_seed
+
 COPY_PASTE_OPTIONS = ("probability", "classes")
 
 
@@ -101,7 +103,8 @@ class CopyPasteDataset(Dataset):
     def __getitem__(self, key: int) -> tuple[Any, Any]:
         image, mask = self.dataset[key]
         n = len(self)
-        g = torch.Generator().manual_seed((self.seed * 0x9E3779B1 + 7 * key + 3) % (2**63))
+        # Its own stream beside the crops' (KeyedAugmentation seeds them with key itself).
+        g = torch.Generator().manual_seed(keyed_seed(self.seed, 7 * key + 3))
         if float(torch.rand((), generator=g)) >= self.probability:
             return image, mask
         donor = int(torch.randint(n, (), generator=g))

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterator
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..utils.seeding import keyed_seed
+
 PairTransform = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
 
@@ -34,7 +36,7 @@ class KeyedAugmentation(Dataset):
             return image, mask
         # fork_rng: the global generator (dropout, the trainer's own draws) is left as it was.
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed((self.seed * 0x9E3779B1 + key) % (2**63))
+            torch.manual_seed(keyed_seed(self.seed, key))
             return self.transforms(image, mask)
 
 
