@@ -116,6 +116,9 @@ class DataConfig:
 class TrainConfig:
     steps: int = 30_000
     max_time_s: float | None = None  # stop early (and checkpoint) after this many seconds
+    # Measure this machine's speed over the first steps and shorten steps (never lengthen them)
+    # so that the learning-rate schedule ends within max_time_s (engine/budget.py).
+    fit_to_budget: bool = False
     optimizer: str = "sgd"  # sgd | adamw
     lr: float = 0.01
     momentum: float = 0.9
@@ -349,6 +352,7 @@ CHECKS: dict[str, Check] = {
     # train
     "train.steps": _at_least(1),
     "train.max_time_s": _optional(_above(0)),
+    "train.fit_to_budget": _any(),
     "train.optimizer": _one_of(*OPTIMIZERS),
     "train.lr": _above(0),
     "train.momentum": _within(0, 1, high_open=True),
@@ -390,6 +394,12 @@ def _warmup_within_steps(c: Config) -> str | None:
     t = c.train
     if t.warmup_steps > t.steps:
         return f"train.warmup_steps must be <= train.steps ({t.steps}), got {t.warmup_steps}"
+    return None
+
+
+def _fit_needs_a_budget(c: Config) -> str | None:
+    if c.train.fit_to_budget and c.train.max_time_s is None:
+        return "train.fit_to_budget=true fits the schedule to train.max_time_s: set it too"
     return None
 
 
@@ -489,6 +499,7 @@ def _loss_options_valid(c: Config) -> str | None:
 
 CROSS_CHECKS: tuple[Callable[[Config], str | None], ...] = (
     _warmup_within_steps,
+    _fit_needs_a_budget,
     _weight_map_needs_plain_ce,
     _loss_options_valid,
     _dataset_options_not_reserved,

@@ -39,7 +39,8 @@ def card_record(trainer: Trainer, metrics: dict[str, Any], seconds: float) -> di
         },
         "training": {
             "step": trainer.step,
-            "steps": train.steps,
+            "steps": trainer.steps,  # train.steps, or what train.fit_to_budget fitted
+            "schedule_fit": trainer.schedule_fit,
             "seconds": round(seconds, 1),
             "hardware": describe_hardware(trainer.device),
             "processes": trainer.dist.world_size,
@@ -58,6 +59,6 @@ def card_record(trainer: Trainer, metrics: dict[str, Any], seconds: float) -> di
             "intervals": trainer.task.score_intervals(),
             # best/ is the step that scored best on these same images: more than one
             # evaluation means the figures above also chose the model (models/card.py says so).
-            "evaluations": (train.steps - 1) // train.eval_every + 1,
+            "evaluations": (trainer.steps - 1) // train.eval_every + 1,
         },
     }

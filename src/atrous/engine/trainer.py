@@ -40,6 +40,7 @@ from ..runtime import PrecisionChoice, resolve_device, seed_everything
 from ..utils.atomic import atomic_write_text
 from ..utils.state_dict import load_strict
 from . import distributed as dist_utils
+from .budget import SCHEDULE_NAME, BudgetFitter, ScheduleFit
 from .card import card_record
 from .checkpoint import (
     BEST,
@@ -170,6 +171,9 @@ class Trainer:
         )
         self._set_precision(self.precision_choice)
         self.step = 0
+        # The schedule's length: train.steps, or what train.fit_to_budget fitted (engine/budget.py).
+        self.steps = t.steps
+        self.schedule_fit: dict[str, Any] | None = None
         self._saved_step = -1
         self.best_score = -math.inf
         self.history: list[dict[str, Any]] = []  # what this process logged
@@ -258,6 +262,8 @@ class Trainer:
             "metadata": self.metadata,
             "config": self.config.to_dict(),
             "world_size": self.dist.world_size,  # the batch a step sees: a resume must keep it
+            "steps": self.steps,
+            "schedule_fit": self.schedule_fit,
             "train_seconds": self.train_seconds(),
         }
 
@@ -292,6 +298,9 @@ class Trainer:
         if checkpoint.get("scaler"):
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = int(checkpoint["step"])
+        # A fitted schedule is kept (the scheduler's state above carries its length too).
+        self.steps = int(checkpoint.get("steps", self.config.train.steps))
+        self.schedule_fit = checkpoint.get("schedule_fit")
         self._seconds_before = float(checkpoint.get("train_seconds", 0.0))
         if path.resolve() == (self.run_dir / LAST).resolve():
             self._saved_step = self.step  # last.pt holds this step: no need to write it again
@@ -313,6 +322,20 @@ class Trainer:
         atomic_write_text(self.run_dir / "precision.json", json.dumps(record, indent=2) + "\n")
         if self.config.train.progress:
             tqdm.write(f"train.amp={self.config.train.amp}: {choice.summary()}")
+
+    def _apply_fit(self, fit: ScheduleFit, progress: tqdm) -> None:
+        """Set the schedule's length to the fitted one and record the decision (``schedule.json``)."""
+        self.steps = fit.steps
+        for schedule in {id(fn): fn for fn in self.scheduler.lr_lambdas}.values():
+            schedule.steps = fit.steps  # the poly schedule reads its length at every step
+        self.schedule_fit = fit.to_dict()
+        progress.total = self.steps
+        progress.refresh()
+        if self.dist.is_main:
+            record = {"fit_to_budget": True, **self.schedule_fit}
+            atomic_write_text(self.run_dir / SCHEDULE_NAME, json.dumps(record, indent=2) + "\n")
+            if self.config.train.progress:
+                tqdm.write(fit.summary())
 
     def _open_tensorboard(self) -> None:
         try:
@@ -387,7 +410,7 @@ class Trainer:
         start_time = self._started = time.perf_counter()
         data_iter = iter(self.train_loader)
         progress = tqdm(
-            total=t.steps,
+            total=self.steps,
             initial=self.step,
             desc="train",
             disable=not (t.progress and self.dist.is_main),
@@ -395,11 +418,14 @@ class Trainer:
         )
         self.ddp.train()
         try:
-            if 0 < self.step < t.steps and self.step % t.eval_every == 0 and not self._evaluated(self.step):
+            if 0 < self.step < self.steps and self.step % t.eval_every == 0 and not self._evaluated(self.step):
                 # Resumed from a checkpoint whose step's evaluation never finished (killed
                 # during it): the step is evaluated now, as in a run that never stopped.
                 self.evaluate_and_track()
-            while self.step < t.steps:
+            fitter = None
+            if t.fit_to_budget and self.schedule_fit is None and BudgetFitter.applies(self.step, self.steps):
+                fitter = BudgetFitter(self.step, self.steps, t.max_time_s)
+            while self.step < self.steps:
                 # One decision for all ranks (max over them): 2 = a signal arrived somewhere,
                 # save and stop; 1 = the time budget is spent, finish normally; 0 = go on.
                 timed_out = t.max_time_s is not None and time.perf_counter() - start_time > t.max_time_s
@@ -417,7 +443,14 @@ class Trainer:
                 if self.ema is not None:
                     self.ema.update(self.model, self.step)
                 progress.update(1)
-                if self.step % t.log_every == 0 or self.step == t.steps:
+                if fitter is not None:
+                    now = time.perf_counter()
+                    fit = fitter.observe(self.step, now, now - start_time)
+                    if self.step == fitter.measure_to:
+                        # Rank 0's clock decides for every rank: one schedule for one model.
+                        self._apply_fit(dist_utils.broadcast_object(fit if self.dist.is_main else None), progress)
+                        fitter = None
+                if self.step % t.log_every == 0 or self.step == self.steps:
                     values = {name: dist_utils.all_reduce_mean(value).item() for name, value in losses.items()}
                     lr = self.optimizer.param_groups[0]["lr"]
                     progress.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{lr:.2e}")
@@ -425,9 +458,9 @@ class Trainer:
                     self._log({"kind": "train", "step": self.step, **values, "lr": lr, "time_s": elapsed})
                 # Checkpoint first: an evaluation that fails (out of memory on a large validation
                 # image) then costs no training, and a resume evaluates that step again.
-                if self.step % t.checkpoint_every == 0 or self.step == t.steps:
+                if self.step % t.checkpoint_every == 0 or self.step == self.steps:
                     self.save_checkpoint(LAST)
-                if self.step % t.eval_every == 0 or self.step == t.steps:
+                if self.step % t.eval_every == 0 or self.step == self.steps:
                     self.evaluate_and_track()
                 for callback in self.callbacks:
                     callback(self, self.step)

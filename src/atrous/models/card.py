@@ -98,6 +98,17 @@ def _training_section(card: Mapping[str, Any]) -> list[str]:
             f" on {training.get('hardware')} ({training.get('processes', 1)} process(es)), precision "
             f"{training.get('precision')}, torch {training.get('torch')}, atrous {training.get('atrous')}"
         )
+        fit = training.get("schedule_fit") or {}
+        if (
+            _finite(fit.get("steps_per_s")) < math.inf
+            and _finite(fit.get("max_time_s")) < math.inf
+            and fit.get("steps") != fit.get("planned_steps")
+        ):
+            lines.append(
+                f"- schedule fitted to the {fit.get('max_time_s'):g} s budget (`train.fit_to_budget`): "
+                f"{fit.get('steps')} steps instead of {fit.get('planned_steps')}, at the "
+                f"{fit.get('steps_per_s'):.2f} steps/s measured on this hardware"
+            )
         if training.get("pretrained"):
             lines.append(f"- started from: `{training['pretrained']}`")
         else:
