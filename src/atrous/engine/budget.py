@@ -1,9 +1,10 @@
 """``train.fit_to_budget``: shorten a run's schedule to what its time budget holds on this machine.
 
 A recipe fixes ``train.steps`` and sizes ``train.max_time_s`` for the machine it was measured
-on. On a slower CPU the budget stops the run while the poly schedule still has a high
-learning rate, and the weights of an unannealed run are markedly worse than those of a
-shorter run that annealed (docs/benchmarks.md). Fitting measures how fast this machine
+on. On a slower CPU the budget stops the run while the poly schedule's learning rate is
+still high, so the run ends without the annealed steps its recipe was measured with (on the
+humanseg recipe that cost at most a point of person IoU, inside the intervals:
+docs/benchmarks.md). Fitting measures how fast this machine
 trains — the steps of this run itself, :data:`FIT_WINDOW` of them after :data:`FIT_SKIP`
 steps of warm-up (data workers starting, oneDNN building its kernels) — once, and sets the
 schedule's length to the steps that fit in what is left of the budget, keeping
