@@ -81,7 +81,7 @@ def test_a_fitted_run_anneals_within_its_budget(tiny_config, tmp_path, simulated
     card = (tmp_path / "run" / "best" / "README.md").read_text()
     assert "- trained 76 of 76 steps" in card
     assert "- schedule fitted to the 80 s budget (`train.fit_to_budget`): 76 steps instead of 400, at the 1.00 " in card
-    assert load_training_checkpoint(tmp_path / "run" / "last.pt")["steps"] == 76
+    assert load_training_checkpoint(tmp_path / "run" / "last.pt")["schedule_fit"]["steps"] == 76
 
 
 def test_a_resumed_run_keeps_its_fitted_schedule(tiny_config, tmp_path, simulated_clock):

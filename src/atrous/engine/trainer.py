@@ -171,9 +171,7 @@ class Trainer:
         )
         self._set_precision(self.precision_choice)
         self.step = 0
-        # The schedule's length: train.steps, or what train.fit_to_budget fitted (engine/budget.py).
-        self.steps = t.steps
-        self.schedule_fit: dict[str, Any] | None = None
+        self.schedule_fit: dict[str, Any] | None = None  # what train.fit_to_budget fitted (engine/budget.py)
         self._saved_step = -1
         self.best_score = -math.inf
         self.history: list[dict[str, Any]] = []  # what this process logged
@@ -208,6 +206,11 @@ class Trainer:
         self._stop_signal: int | None = None
         self._log_file = None
         self._tb = None
+
+    @property
+    def steps(self) -> int:
+        """The schedule's length: ``train.steps``, or what ``train.fit_to_budget`` fitted."""
+        return int(self.schedule_fit["steps"]) if self.schedule_fit else self.config.train.steps
 
     @property
     def score_name(self) -> str:
@@ -262,7 +265,6 @@ class Trainer:
             "metadata": self.metadata,
             "config": self.config.to_dict(),
             "world_size": self.dist.world_size,  # the batch a step sees: a resume must keep it
-            "steps": self.steps,
             "schedule_fit": self.schedule_fit,
             "train_seconds": self.train_seconds(),
         }
@@ -299,7 +301,6 @@ class Trainer:
             self.scaler.load_state_dict(checkpoint["scaler"])
         self.step = int(checkpoint["step"])
         # A fitted schedule is kept (the scheduler's state above carries its length too).
-        self.steps = int(checkpoint.get("steps", self.config.train.steps))
         self.schedule_fit = checkpoint.get("schedule_fit")
         self._seconds_before = float(checkpoint.get("train_seconds", 0.0))
         if path.resolve() == (self.run_dir / LAST).resolve():
@@ -325,8 +326,7 @@ class Trainer:
 
     def _apply_fit(self, fit: ScheduleFit, progress: tqdm) -> None:
         """Set the schedule's length to the fitted one and record the decision (``schedule.json``)."""
-        self.steps = fit.steps
-        for schedule in {id(fn): fn for fn in self.scheduler.lr_lambdas}.values():
+        for schedule in self.scheduler.lr_lambdas:
             schedule.steps = fit.steps  # the poly schedule reads its length at every step
         self.schedule_fit = fit.to_dict()
         progress.total = self.steps
