@@ -2,6 +2,7 @@
 
 import json
 import socket
+import time
 
 import pytest
 import torch
@@ -56,6 +57,32 @@ def test_ddp_keeps_ranks_identical_and_reduces_metrics(tmp_path, extra):
     single = evaluate(model, DataLoader(val, batch_size=1), 3, device=torch.device("cpu")).compute()
     assert m0["miou"] == (single.as_dict()["miou"])
     assert m0["pixel_accuracy"] == single.as_dict()["pixel_accuracy"]
+
+
+def test_ddp_fits_one_schedule_by_rank_zeros_clock(tmp_path):
+    # Simulated clocks: rank 0 takes 1 s a step, rank 1 0.5 s. At step 60 rank 0 has measured
+    # 1 step/s with 60 of the 80 s spent and 16 usable left: 76 steps. Rank 1 alone would fit
+    # 60 + 46 s x 2 steps/s = 152; ranks that disagreed would train different schedules and
+    # then wait for each other in different collectives, so the join below has a deadline.
+    fit = ["train.steps=400", "train.max_time_s=80", "train.fit_to_budget=true", "train.eval_every=1000",
+           "train.checkpoint_every=1000", "train.log_every=1000"]  # fmt: skip
+    context = mp.spawn(
+        train_rank, args=(2, _free_port(), str(tmp_path), [*OVERRIDES, *fit], [1.0, 0.5]), nprocs=2, join=False
+    )
+    deadline = time.monotonic() + 300
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("the two ranks did not finish within 300 s: they disagree about the schedule")
+    fits = [json.loads((tmp_path / f"rank{r}_fit.json").read_text()) for r in (0, 1)]
+    assert fits[0] == fits[1]
+    assert fits[0]["steps"] == 76 and fits[0]["steps_per_s"] == 1.0 and fits[0]["planned_steps"] == 400
+    assert json.loads((tmp_path / "run" / "schedule.json").read_text())["steps"] == 76
+    w0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    w1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    assert all(torch.equal(w0[key], w1[key]) for key in w0)
+    assert json.loads((tmp_path / "rank0.json").read_text())["step"] == 76
 
 
 def test_instance_training_under_ddp_logs_each_loss_and_keeps_ranks_identical(tmp_path):
