@@ -335,3 +335,16 @@ def test_predict_eval_and_bench_run_the_int8_model(run, int8_folder, tmp_path, c
     assert " int8 " in out and "an atrous quantize model" in out
     assert main(["eval", str(run), "--precision", "int8", "--output-stride", "8", "--device", "cpu"]) == 2
     assert "quantized at" in capsys.readouterr().err
+
+
+def test_an_int8_predictor_plans_with_the_fp32_networks_memory(run, int8_folder):
+    # OpenVINO allocates outside PyTorch: traced, the int8 model's working memory would be just
+    # its output (about 20 bytes a pixel). The plan uses the float32 network it came from.
+    from atrous.inference import Predictor
+
+    model8 = Int8Model.load(int8_folder)
+    fp32 = load_trained_model(run)
+    planned = Predictor(model8, precision="int8").working_memory()
+    reference = Predictor(fp32, precision="fp32").working_memory()
+    assert planned.per_pixel == pytest.approx(reference.per_pixel, rel=0.01)
+    assert planned.per_pixel > 100

@@ -84,3 +84,20 @@ def test_predictor_takes_the_models_base_size_by_default(model):
         assert not np.allclose(own_size.numpy(), a.probabilities[1], atol=1e-3)
     finally:
         model.metadata = {}
+
+
+def test_a_strip_that_base_size_would_make_huge_is_refused_before_it_runs(model):
+    # 2000×1 at base size 64 is 128000×64 for the network: the plan refuses it, naming both
+    # sizes, instead of allocating; an ordinary image under the same budget runs.
+    predictor = Predictor(model, precision="fp32", base_size=64, memory_budget="256MiB")
+    with pytest.raises(MemoryError, match=r"a 1×2000 image is 64×128000 for the network \(base size 64\)"):
+        predictor(np.zeros((1, 2000, 3), dtype=np.uint8))
+    assert predictor(np.zeros((48, 40, 3), dtype=np.uint8)).labels.shape == (48, 40)
+    assert predictor(np.zeros((1, 30, 3), dtype=np.uint8)).labels.shape == (1, 30)  # 64×1920 fits
+    # The memory model is one pass at the size given, not the resized probe: it grows with pixels.
+    assert predictor.working_memory().per_pixel > 0
+
+
+def test_portrait_refuses_a_strip_at_the_base_size(model):
+    with pytest.raises(ValueError, match="at most 20× the shorter"):
+        subject_probability(np.zeros((5, 400, 3), dtype=np.uint8), model, 1, precision="fp32", base_size=64)

@@ -214,6 +214,38 @@ def test_the_default_pixel_limit_is_the_data_loaders():
     assert Limits().max_pixels == Image.MAX_IMAGE_PIXELS
 
 
+def test_a_pixel_limit_above_pillows_own_is_the_limit(service, monkeypatch):
+    # Pillow refuses an image over twice its MAX_IMAGE_PIXELS as it opens it, before the
+    # service's check; a larger --max-pixels must hold instead (Pillow's made small here).
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)
+    with client_for(service, max_pixels=5000) as client:
+        assert post_png(client, "/v1/segment", png_bytes(64, 48)).status_code == 200  # 3,072 pixels
+        over = post_png(client, "/v1/segment", png_bytes(80, 70))  # 5,600
+        assert over.status_code == 413 and "5,000 pixels (--max-pixels)" in over.json()["detail"]
+
+
+def test_an_image_over_the_memory_budget_is_413(service, monkeypatch):
+    # With a base size the network sees a 20000×1 strip at 1280000×64: over the predictor's
+    # 2 GiB budget, refused by its plan before anything is allocated.
+    monkeypatch.setattr(service.predictor, "base_size", 64)
+    with client_for(service) as client:
+        response = post_png(client, "/v1/segment", png_bytes(20000, 1))
+    assert response.status_code == 413
+    assert "is 64×1280000 for the network (base size 64)" in response.json()["detail"]
+
+
+def test_an_unexpected_failure_is_json_too(service, monkeypatch):
+    def broken(rgb):
+        raise RuntimeError("something\nbroke")
+
+    monkeypatch.setattr(service, "segment", broken)
+    app = create_app(service, Limits(), start=False)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = post_png(client, "/v1/segment")
+    assert response.status_code == 500
+    assert response.json() == {"detail": "internal error (RuntimeError: something broke)"}
+
+
 def test_garbage_truncated_and_wrong_type(client):
     garbage = post_png(client, "/v1/segment", b"this is not an image at all")
     assert garbage.status_code == 400 and "not an image" in garbage.json()["detail"]

@@ -31,9 +31,10 @@ from torch import nn
 from ..engine.amp import choose_training_precision, probe_shape, semantic_probe
 from ..engine.optim import build_optimizer
 from ..inference.fast import inference_path, is_int8_model
+from ..inference.int8 import fp32_architecture
 from ..inference.memory import peak_bytes_during
 from ..layers.tap_conv import use_tap_convs
-from ..models import create_model, model_from_config, task_of
+from ..models import create_model, task_of
 from .ceiling import conv_ceiling
 from .flops import count_flops
 from .timing import median, time_interleaved
@@ -237,7 +238,7 @@ def bench_model(
     check_precision(mode, precision, device)
     torch.manual_seed(0)
     model = build_bench_model(name, num_classes=num_classes, output_stride=output_stride, precision=precision)
-    counted = _fp32_source(model)
+    counted = fp32_architecture(model)
     params = sum(p.numel() for p in counted.parameters())
     flops = _flops(counted, mode, batch, size, num_classes)
     step = step_function(
@@ -275,14 +276,3 @@ def bench_model(
         decision=step.decision,
         layout="NHWC" if step.channels_last else "NCHW",
     )
-
-
-def _fp32_source(model: nn.Module) -> nn.Module:
-    """The float32 network whose parameters and FLOPs are counted: an int8 model's source
-    architecture, rebuilt from its recorded config at the stride it was quantized at."""
-    if not is_int8_model(model):
-        return model
-    source = model_from_config(model.config).eval()
-    if source.output_stride != model.output_stride:
-        source.set_output_stride(model.output_stride)
-    return source

@@ -45,6 +45,21 @@ def import_openvino() -> Any:
     return openvino
 
 
+def fp32_architecture(model: nn.Module) -> nn.Module:
+    """The float32 network behind ``model``: an int8 model's source architecture, rebuilt from
+    its recorded config (freshly initialised) at the stride it was quantized at; any other
+    model itself. What is counted where OpenVINO's own work cannot be: parameters, FLOPs,
+    and the working memory a forward pass plans with."""
+    if getattr(model, "precision", None) != "int8":
+        return model
+    from ..models import model_from_config
+
+    source = model_from_config(model.config).eval()
+    if source.output_stride != model.output_stride:
+        source.set_output_stride(model.output_stride)
+    return source
+
+
 def read_info(folder: str | os.PathLike) -> dict[str, Any]:
     """``folder/int8.json``, checked for the fields a model needs."""
     path = Path(folder) / INFO_NAME

@@ -54,6 +54,9 @@ KERNELS = ("disc", "gaussian")
 _SMOOTHSTEP_EDGES = (0.25, 0.75)
 _MIN_WEIGHT = 1e-3  # blur(w) below this: no background within reach, keep the image
 _ASPECT_TOLERANCE = 0.02  # a mask this close to the image's aspect ratio is a scaled copy of it
+# With a base size the shorter side is brought to it, so a strip grows without bound (5000×1 at
+# base size 192 is 960000×192 for the network); photos are far from this.
+MAX_ASPECT_AT_BASE_SIZE = 20
 _MAX_DIRECT_RADIUS = 8  # Gaussians wider than this are convolved by FFT
 _NUMPY_FFT_BELOW = 1 << 20  # FFT sizes (pixels) below which NumPy's FFT beats PyTorch's on CPU
 
@@ -274,6 +277,12 @@ def subject_probability(
         if tile is not None:
             raise ValueError(f"base_size={base_size} predicts the resized image whole; tiles need base_size=None")
         inference_size = None  # the network sees the photo at base_size instead
+        if max(height, width) > MAX_ASPECT_AT_BASE_SIZE * min(height, width):
+            raise ValueError(
+                f"a {width}×{height} photo would be about {round(width * base_size / min(height, width))}×"
+                f"{round(height * base_size / min(height, width))} for the model (base size {base_size}): portrait "
+                f"mode takes photos whose longer side is at most {MAX_ASPECT_AT_BASE_SIZE}× the shorter"
+            )
     dev = torch.device(device)
     mean_t = torch.tensor(mean or metadata.get("mean") or IMAGENET_MEAN, dtype=torch.float32, device=dev)
     std_t = torch.tensor(std or metadata.get("std") or IMAGENET_STD, dtype=torch.float32, device=dev)

@@ -39,10 +39,11 @@ from ..data.io import pil_to_rgb_array, read_image
 from ..data.palette import default_palette
 from ..models import task_of
 from .crf import CRFParams, crf_memory_bytes, refine_with_crf, resolve_crf
-from .fast import inference_path
+from .fast import inference_path, is_int8_model
+from .int8 import fp32_architecture
 from .memory import MemoryModel, format_bytes, measure_memory, parse_bytes, plan_tiles
 from .temperature import check_temperature, scaled_probabilities
-from .tta import model_base_size, predict_batch, predict_windows, returns_probabilities
+from .tta import base_scales, model_base_size, predict_batch, predict_windows, returns_probabilities
 from .visualize import overlay
 
 MODES = ("auto", "whole", "tiled")
@@ -205,10 +206,26 @@ class Predictor:
         )
 
     def working_memory(self) -> MemoryModel:
-        """The forward pass's measured working memory (bytes = fixed + per_pixel · pixels)."""
+        """The forward pass's measured working memory (bytes = fixed + per_pixel · pixels):
+        every scale and flip at the image's own size, or, with ``base_size``, one pass at the
+        size it is given (the network's input is then the resized image, not the image)."""
         if self._memory is None:
+            path = self.path
+            if is_int8_model(self.model):
+                # OpenVINO allocates outside PyTorch, where the probe cannot see: plan with the
+                # float32 network it was quantized from, which needs more (docs/inference.md).
+                path = inference_path(fp32_architecture(self.model), self.device, "fp32")
+            if self.base_size is None:
+                scales, flip = self.scales, self.flip
+            else:
+                scales, flip = (1.0,), False
+            stride = self.output_stride
+
+            def forward(x: torch.Tensor) -> torch.Tensor:
+                return predict_batch(path, x, output_stride=stride, scales=scales, flip=flip)
+
             with torch.inference_mode():
-                self._memory = measure_memory(self._scores, torch.zeros(1, 3, 1, 1, device=self.device))
+                self._memory = measure_memory(forward, torch.zeros(1, 3, 1, 1, device=self.device))
         return self._memory
 
     def plan(self, height: int, width: int, *, probabilities: bool = False) -> tuple[str, int | None, int]:
@@ -224,14 +241,16 @@ class Predictor:
                     f"a {height}×{width} image needs {format_bytes(needs)} for the dense CRF, more than the memory "
                     f"budget of {format_bytes(self.memory_budget)}"
                 )
-        if self.base_size is not None:
-            return "whole", None, 1  # the network sees the image at base_size, whatever its own size
         budget = self.memory_budget - fixed
         if budget <= 0:
             raise MemoryError(
                 f"a {height}×{width} image needs {format_bytes(fixed)} just for its pixels and labels, more than "
                 f"the memory budget of {format_bytes(self.memory_budget)}"
             )
+        if self.base_size is not None:  # the network sees the image at base_size, whatever its own size
+            if self.mode == "auto":
+                self._check_base_size_pass(height, width, classes, budget)
+            return "whole", None, 1
         memory = self.working_memory()
         padded = _ceil_to(height, self.output_stride) * _ceil_to(width, self.output_stride)
         whole = memory.bytes_for(padded) + padded * classes * 4 * 2  # + the score map and its softmax
@@ -246,6 +265,22 @@ class Predictor:
             tile -= 32
             band = (classes + 1) * tile * width * 4 * 2
         return "tiled", tile, self.tile_batch or tile_plan.batch
+
+    def _check_base_size_pass(self, height: int, width: int, classes: int, budget: int) -> None:
+        """Refuse an image whose resized copy does not fit: ``base_size`` sets the shorter
+        side, so a thin strip (5000×1 at base size 192: 960000×192) grows without bound."""
+        assert self.base_size is not None
+        factor = max(base_scales((height, width), self.scales, self.base_size))
+        seen = (max(1, round(height * factor)), max(1, round(width * factor)))
+        padded = _ceil_to(seen[0], self.output_stride) * _ceil_to(seen[1], self.output_stride)
+        # One pass at the largest scale, plus its scores resized back and the running average.
+        needs = self.working_memory().bytes_for(padded) + height * width * classes * 4 * 3
+        if needs * 1.25 > budget:
+            raise MemoryError(
+                f"a {height}×{width} image is {seen[0]}×{seen[1]} for the network (base size {self.base_size}): "
+                f"its forward pass needs about {format_bytes(needs * 1.25)}, more than the memory budget of "
+                f"{format_bytes(self.memory_budget)}"
+            )
 
     # -- public API ------------------------------------------------------------------------
 

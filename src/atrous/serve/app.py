@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from PIL import Image
 
 from ..inference.portrait import DEFAULT_BLUR, resolve_subject_class
 from .body import read_image_bytes
@@ -54,6 +55,10 @@ def create_app(service: ModelService, limits: Limits, *, api_key: str | None = N
     """The application. ``start``: load the model in the background when the app starts
     (a caller that loads it itself passes False)."""
     pool = WorkerPool(limits.workers, limits.queue)
+    if Image.MAX_IMAGE_PIXELS is not None and limits.max_pixels > Image.MAX_IMAGE_PIXELS:
+        # Pillow refuses images over twice its own limit when it opens them, before
+        # decode_image can apply --max-pixels: a larger --max-pixels raises it, process-wide.
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,6 +87,12 @@ def create_app(service: ModelService, limits: Limits, *, api_key: str | None = N
     async def validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors())
         return JSONResponse({"detail": problems or "invalid request"}, status_code=422)
+
+    @app.exception_handler(Exception)
+    async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+        # Starlette answers what is left in plain text; the traceback still goes to the log.
+        reason = " ".join(str(exc).split()) or "no message"
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__}: {reason})"}, status_code=500)
 
     # -- guards ------------------------------------------------------------------------------
 
@@ -213,7 +224,10 @@ def _segment_job(service: ModelService, limits: Limits, data: bytes, fmt: str, a
     started = time.perf_counter()
     rgb = decode_image(data, limits.max_pixels)
     decoded = time.perf_counter()
-    result = service.segment(rgb)
+    try:
+        result = service.segment(rgb)
+    except MemoryError as exc:  # planned: e.g. a strip that base_size would make huge
+        raise RequestError(413, str(exc) or "the image needs more memory than the service's budget") from None
     inferred = time.perf_counter()
     if fmt == "png":
         return label_png(result.labels, service.palette), "image/png"
@@ -241,7 +255,10 @@ def _segment_job(service: ModelService, limits: Limits, data: bytes, fmt: str, a
 
 def _portrait_job(service: ModelService, limits: Limits, data: bytes, subject: str | None, blur: float) -> bytes:
     rgb = decode_image(data, limits.max_pixels)
-    return rgb_jpeg(service.portrait(rgb, subject, blur))
+    try:
+        return rgb_jpeg(service.portrait(rgb, subject, blur))
+    except ValueError as exc:  # the subject was checked before: what is left is the photo's shape
+        raise RequestError(400, str(exc)) from None
 
 
 def _version() -> str:
