@@ -237,6 +237,11 @@ def test_overwrite_never_deletes_another_folder(run, tmp_path):
     with pytest.raises(FileExistsError, match="not an int8 model folder"):
         quantize_model(load_trained_model(run), [torch.zeros(1, 3, 32, 32)], other, overwrite=True)
     assert (other / "notes.txt").read_text() == "keep me"
+    # Nor one that has an int8.json beside the user's files.
+    (other / "int8.json").write_text("{}")
+    with pytest.raises(FileExistsError, match=r"holds notes\.txt besides an int8 model, which --overwrite"):
+        quantize_model(load_trained_model(run), [torch.zeros(1, 3, 32, 32)], other, overwrite=True)
+    assert (other / "notes.txt").read_text() == "keep me"
 
 
 def test_failures_leave_no_temporary_folder(run, tmp_path, monkeypatch):

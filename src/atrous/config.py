@@ -173,10 +173,11 @@ class Config:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def save(self, path: str | os.PathLike) -> None:
+    def save(self, path: str | os.PathLike, *, header: str = "") -> None:
+        """Write the config as YAML, after ``header`` (comment lines, e.g. who wrote it)."""
         from .utils.atomic import atomic_write_text
 
-        atomic_write_text(Path(path), yaml.safe_dump(self.to_dict(), sort_keys=False))
+        atomic_write_text(Path(path), header + yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
 # -- what each value may be ---------------------------------------------------------------

@@ -58,7 +58,7 @@ from torch import nn
 
 from .data.constants import IGNORE_INDEX
 from .export import export_model, model_name
-from .inference.int8 import INFO_NAME, INSTALL_HINT, MODEL_XML, Int8Model, import_openvino
+from .inference.int8 import INFO_NAME, INSTALL_HINT, MODEL_BIN, MODEL_XML, Int8Model, import_openvino
 from .models import task_of
 from .utils.atomic import TEMP_SUFFIX, _umask, atomic_write_text, temp_prefix
 
@@ -141,6 +141,13 @@ def check_target(folder: str | os.PathLike, overwrite: bool = False) -> Path:
         raise FileExistsError(
             f"{folder} is not an int8 model folder (it has no {INFO_NAME}); --overwrite replaces int8 model "
             "folders only: choose another output"
+        )
+    # Replacing deletes the folder: anything beside the model's own files is a user's.
+    others = sorted(p.name for p in folder.iterdir() if p.name not in (INFO_NAME, MODEL_XML, MODEL_BIN))
+    if others:
+        listed = ", ".join(others[:3]) + (f" and {len(others) - 3} more" if len(others) > 3 else "")
+        raise FileExistsError(
+            f"{folder} holds {listed} besides an int8 model, which --overwrite would delete: choose another output"
         )
     return folder
 

@@ -184,6 +184,11 @@ def test_demo_never_deletes_a_folder_it_did_not_write(tmp_path, capsys):
     assert main(["demo", "--run-dir", str(run)]) == 2
     assert "no earlier demo wrote" in capsys.readouterr().err
     assert (run / "last.pt").read_bytes() == b"weeks of training"
+    # Nor a run of the demo's own model on synthetic data (the config's defaults), marker-less.
+    (run / "config.yaml").write_text("model:\n  name: deeplabv3plus_resnet18\ndata:\n  dataset: synthetic\n")
+    assert main(["demo", "--run-dir", str(run), "--set", "data.options.size=abc"]) == 2
+    assert "no earlier demo wrote" in capsys.readouterr().err
+    assert (run / "last.pt").read_bytes() == b"weeks of training"
     afile = tmp_path / "afile"
     afile.write_text("x")
     assert main(["demo", "--run-dir", str(afile)]) == 2

@@ -159,6 +159,20 @@ def test_quantize_never_replaces_a_folder_holding_an_input(run, tmp_path, capsys
     assert config.is_file()
 
 
+def test_train_never_writes_over_a_recipe_or_weights_in_its_run_folder(run, tmp_path, capsys):
+    # The recipe kept in the folder the run is pointed at, and weights to start from in its best/.
+    project = tmp_path / "project"
+    (project / "best").mkdir(parents=True)
+    recipe = project / "config.yaml"
+    recipe.write_text("# my recipe, with its comments\n" + (run / "config.yaml").read_text())
+    (project / "best" / "model.safetensors").write_bytes((run / "best" / "model.safetensors").read_bytes())
+    before = _snapshot(project)
+    argv = ["train", "-c", str(recipe), "--run-dir", str(project), "--set", "train.steps=1"]
+    assert main([*argv, "--set", f"model.checkpoint_path={project / 'best' / 'model.safetensors'}"]) == 2
+    _one_line_error(capsys, "train", str(project), "config.yaml, best, which a new run would overwrite")
+    assert _snapshot(project) == before
+
+
 # --- rule 2: an existing output is replaced only with --overwrite -----------------------
 
 

@@ -73,10 +73,20 @@ def test_best_score_beside_a_checkpoint(tmp_path):
 
 
 def test_a_folder_holding_a_run_is_refused_for_a_new_one(tmp_path):
-    from atrous.engine.checkpoint import check_new_run_dir
+    from atrous.engine.checkpoint import RUN_CONFIG_HEADER, check_new_run_dir
 
     check_new_run_dir(tmp_path / "missing")
-    (tmp_path / "config.yaml").write_text("{}\n")  # written at the start; nothing trained yet
+    # A user's recipe, weights or plots under the names a run writes are never overwritten.
+    (tmp_path / "config.yaml").write_text("# my recipe\nmodel: {name: unet}\n")
+    (tmp_path / "precision.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"holds config\.yaml, precision\.json, which a new run would overwrite"):
+        check_new_run_dir(tmp_path)
+    (tmp_path / "config.yaml").unlink()
+    (tmp_path / "best").mkdir()
+    with pytest.raises(ValueError, match=r"holds precision\.json, best, which a new run would overwrite"):
+        check_new_run_dir(tmp_path)
+    # What a start that failed before its first step left (its config.yaml says so) may be replaced.
+    (tmp_path / "config.yaml").write_text(RUN_CONFIG_HEADER + "{}\n")
     check_new_run_dir(tmp_path)
     (tmp_path / "metrics.jsonl").write_text("")
     with pytest.raises(ValueError, match=r"holds a run \(metrics\.jsonl\) that wrote no last\.pt"):

@@ -70,9 +70,17 @@ CONFIG = "config.yaml"
 RUN_SUBFOLDERS = ("best", "plots")
 
 
+# The first line of the config.yaml a trainer writes: what tells its own file (left by a start
+# that failed before its first step, which the next start may replace) from a user's.
+RUN_CONFIG_HEADER = "# atrous train: the resolved configuration of this run\n"
+# What a run writes into its folder besides last.pt and metrics.jsonl.
+RUN_OUTPUTS = (CONFIG, "precision.json", "schedule.json", "best", "plots", "tensorboard")
+
+
 def check_new_run_dir(run_dir: str | os.PathLike) -> None:
-    """Refuse to start a new run in a folder that holds one: its ``last.pt`` would be
-    overwritten and its ``metrics.jsonl`` would mix two runs."""
+    """Refuse to start a new run in a folder that holds one — its ``last.pt`` would be
+    overwritten and its ``metrics.jsonl`` would mix two runs — or that holds files of the
+    names a run writes (a recipe, a model, plots) that no earlier start of a run wrote."""
     run_dir = Path(run_dir)
     if (run_dir / LAST).exists():
         raise ValueError(f"{run_dir} already holds a run (last.pt): pass --resume, or choose another --run-dir")
@@ -81,6 +89,20 @@ def check_new_run_dir(run_dir: str | os.PathLike) -> None:
             f"{run_dir} already holds a run ({METRICS}) that wrote no last.pt to resume from: "
             f"choose another --run-dir, or delete {run_dir}"
         )
+    present = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    if present and not _written_by_a_start(run_dir / CONFIG):
+        raise ValueError(
+            f"{run_dir} holds {', '.join(present)}, which a new run would overwrite and no earlier run wrote: "
+            "choose another --run-dir (the recipe and any weights to start from can stay where they are)"
+        )
+
+
+def _written_by_a_start(config_path: Path) -> bool:
+    try:
+        with config_path.open("rb") as f:
+            return f.readline() == RUN_CONFIG_HEADER.encode()
+    except OSError:
+        return False
 
 
 def open_run(

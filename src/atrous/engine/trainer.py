@@ -44,7 +44,9 @@ from .budget import SCHEDULE_NAME, BudgetFitter, ScheduleFit
 from .card import card_record
 from .checkpoint import (
     BEST,
+    CONFIG,
     LAST,
+    RUN_CONFIG_HEADER,
     RunLock,
     atomic_torch_save,
     check_resume,
@@ -402,7 +404,7 @@ class Trainer:
         t = self.config.train
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.is_main:
-            self.config.save(self.run_dir / "config.yaml")
+            self.config.save(self.run_dir / CONFIG, header=RUN_CONFIG_HEADER)
             self._record_precision()
             if t.tensorboard:
                 self._open_tensorboard()
