@@ -246,3 +246,29 @@ def test_without_native_bf16_auto_does_not_pick_bf16(tmp_path):
     infer, train = done.stdout.split("\n")[0].split()
     assert (infer, train) == ("fp32", "fp32"), done.stdout
     assert "bf16" in done.stdout.split("\n")[1]  # it was measured, not skipped
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("garbage", "device 'garbage' is not a device: use auto, cpu, cuda"),
+        ("mps", "device 'mps' requested but MPS is not available"),
+        ("xpu:1", "device 'xpu:1' requested but XPU is not available"),
+    ],
+)
+def test_a_device_that_is_not_here_is_one_value_error(name, message):
+    from atrous.runtime import resolve_device
+
+    if name == "mps" and torch.backends.mps.is_available():
+        pytest.skip("this machine has MPS")
+    if name.startswith("xpu") and hasattr(torch, "xpu") and torch.xpu.is_available():
+        pytest.skip("this machine has an XPU")
+    with pytest.raises(ValueError, match=message):
+        resolve_device(name)
+
+
+def test_bench_with_a_device_that_is_not_here_exits_2(capsys):
+    from atrous.cli import main
+
+    assert main(["bench", "fcn_resnet50", "--device", "garbage"]) == 2
+    assert "device 'garbage' is not a device" in capsys.readouterr().err

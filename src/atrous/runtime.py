@@ -141,10 +141,26 @@ def resolve_device(name: str) -> torch.device:
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         return torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available on this machine")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:  # "Expected one of cpu, cuda, ... device type at start of device string"
+        raise ValueError(f"device {name!r} is not a device: use auto, cpu, cuda or cuda:N (also mps, xpu)") from exc
+    available = {"cuda": torch.cuda.is_available, "mps": _mps_available, "xpu": _xpu_available}
+    if device.type in available and not available[device.type]():
+        raise ValueError(f"device {name!r} requested but {device.type.upper()} is not available on this machine")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but this machine has {torch.cuda.device_count()} CUDA device(s)")
     return device
+
+
+def _mps_available() -> bool:
+    backend = getattr(torch.backends, "mps", None)
+    return bool(backend is not None and backend.is_available())
+
+
+def _xpu_available() -> bool:
+    xpu = getattr(torch, "xpu", None)
+    return bool(xpu is not None and xpu.is_available())
 
 
 # -- seeding -------------------------------------------------------------------------------

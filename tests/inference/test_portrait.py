@@ -258,6 +258,16 @@ def test_cli_bad_arguments_exit_2(scene_files, capsys):
         "does not apply to --mask": ["portrait", inp, out, "--mask", mask, "--class", "person"],
         "test-time options of --model": ["portrait", inp, out, "--mask", mask, "--flip"],
         "--scales must be positive": ["portrait", inp, out, "--model", "m", "--scales", "0"],
+        "--scales must be positive finite numbers, got [1.0, inf]": [
+            "portrait",
+            inp,
+            out,
+            "--model",
+            "m",
+            "--scales",
+            "1",
+            "inf",
+        ],
         "model": ["portrait", inp, out, "--model", str(scene_files / "no-model")],
     }
     for expected, argv in cases.items():

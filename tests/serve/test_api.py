@@ -169,8 +169,9 @@ def test_test_time_flips_and_scales_reach_segment_and_portrait(model_dir):
     assert blurred.content == rgb_jpeg(reference)  # the same pixels, encoded alike
     plain = portrait(rgb, model=tta.model, subject_class="person", blur=5, precision="fp32")
     assert blurred.content != rgb_jpeg(plain)
-    with pytest.raises(ValueError, match="scales must be positive"):
-        ModelService(lambda: None, name="bad", scales=[0.0])
+    for bad in ([0.0], [1.0, float("inf")], [float("nan")]):
+        with pytest.raises(ValueError, match="scales must be positive finite numbers"):
+            ModelService(lambda: None, name="bad", scales=bad)
 
 
 def test_the_page_and_its_static_files(client, service, tmp_path, monkeypatch):

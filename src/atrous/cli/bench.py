@@ -50,15 +50,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..benchmark import bench_model, conv_ceiling
     from ..benchmark.runner import check_precision
-    from ..runtime import precision_dtype
+    from ..runtime import precision_dtype, resolve_device
 
     if args.size < 32 or args.batch < 1:
         raise ValueError(f"--size must be >= 32 and --batch >= 1, got {args.size} and {args.batch}")
     if args.repeats < 5:
         raise ValueError(f"--repeats must be at least 5, got {args.repeats}")
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda but CUDA is not available on this machine")
+    device = resolve_device(args.device)
     check_precision(args.mode, args.precision, device)
     ceilings: dict[tuple, float] = {}
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import math
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
@@ -135,8 +136,8 @@ def resolve_scales(args: argparse.Namespace, default: list[float]) -> list[float
     if args.ms:
         return list(DEEPLAB_SCALES)
     scales = args.scales or default
-    if any(s <= 0 for s in scales):
-        raise ValueError(f"--scales must be positive, got {scales}")
+    if not all(math.isfinite(s) and s > 0 for s in scales):
+        raise ValueError(f"--scales must be positive finite numbers, got {scales}")
     return scales
 
 

@@ -161,8 +161,8 @@ class Predictor:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         if tile is not None and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
             raise ValueError(f"tile must be a positive integer, got {tile!r}")
-        if not scales or any(s <= 0 for s in scales):
-            raise ValueError(f"scales must be positive, got {list(scales)}")
+        if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
+            raise ValueError(f"scales must be positive finite numbers, got {list(scales)}")
         if task_of(model) == "instance":
             raise ValueError("Predictor is for semantic models; use atrous.inference.InstancePredictor for Mask R-CNN")
         self.device = torch.device(device)

@@ -7,6 +7,7 @@ the precision measurement, memory planning and lazy initialisation, not a user's
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -52,8 +53,8 @@ class ModelService:
         scales: Sequence[float] = (1.0,),
         flip: bool = False,
     ) -> None:
-        if not scales or any(not s > 0 for s in scales):
-            raise ValueError(f"scales must be positive, got {list(scales)}")
+        if not scales or not all(math.isfinite(s) and s > 0 for s in scales):
+            raise ValueError(f"scales must be positive finite numbers, got {list(scales)}")
         self.loader = loader
         self.name = name
         self.device = torch.device(device)
