@@ -128,7 +128,9 @@ def export_model(
         )
     if opset is not None and format != "onnx":
         raise ValueError("opset applies to the onnx format only")
-    opset = DEFAULT_OPSET if opset is None else int(opset)
+    if opset is not None and (isinstance(opset, bool) or not isinstance(opset, int) or opset < 1):
+        raise ValueError(f"opset must be a positive integer, got {opset!r}")
+    opset = DEFAULT_OPSET if opset is None else opset
     name = model_name(model)
     sizes = [tuple(int(s) for s in example_size)]
     if check_size is not None:
@@ -254,6 +256,9 @@ def _write_onnx(
         raise ExportError(
             f"exporting {name} to ONNX needs the onnx and onnxscript packages: pip install 'atrous[export]'"
         ) from exc
+    newest = onnx.defs.onnx_opset_version()
+    if opset > newest:
+        raise ValueError(f"opset {opset} is newer than this onnx package knows (up to {newest})")
     onnx_program = torch.onnx.export(
         program,
         (example,),
@@ -271,6 +276,13 @@ def _write_onnx(
     onnx_program.model.metadata_props.update(_metadata(model))
     onnx_program.save(path, external_data=False)
     onnx.checker.check_model(path, full_check=True)
+    # Below 18 torch.onnx converts the graph down, and where it cannot it keeps 18 with a warning.
+    written = {entry.domain: entry.version for entry in onnx.load(path, load_external_data=False).opset_import}
+    if written.get("", written.get("ai.onnx")) != opset:
+        raise ExportError(
+            f"torch.onnx could not write {name} at opset {opset} (it wrote opset {written.get('', '?')}); "
+            f"opset {DEFAULT_OPSET} or newer is written directly"
+        )
 
 
 def _write_exported_program(program: torch.export.ExportedProgram, path: str, *, model: nn.Module) -> None:

@@ -273,6 +273,19 @@ def test_bad_arguments(tmp_path):
         export_model(model, tmp_path / "m.onnx", format="tflite")
     with pytest.raises(ValueError, match="opset applies to the onnx format only"):
         export_model(model, tmp_path / "m.pt2", format="exported-program", opset=17)
+    for opset in (0, -1, 1.5):
+        with pytest.raises(ValueError, match="opset must be a positive integer"):
+            export_model(model, tmp_path / "m.onnx", opset=opset)
+    with pytest.raises(ExportError, match="opset 999 is newer than this onnx package knows"):
+        export_model(model, tmp_path / "m.onnx", opset=999, verify=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_opset_torch_onnx_cannot_convert_to_is_refused_not_relabelled(tmp_path):
+    # Asked for opset 7, torch.onnx fails to convert the graph down and keeps opset 18 with a
+    # warning: the file would not be what was asked for, so nothing is written.
+    with pytest.raises(ExportError, match=r"could not write unet at opset 7 \(it wrote opset 18\)"):
+        export_model(atrous.create_model("unet", num_classes=2, base_chs=4), tmp_path / "m.onnx", opset=7)
     assert list(tmp_path.iterdir()) == []
 
 
