@@ -298,6 +298,10 @@ def _copy_paste_options(value: Mapping[str, Any]) -> bool:
     return True
 
 
+# The largest random scale: DeepLab draws 0.5-2.0; 10 already makes a crop's source 100× the pixels.
+MAX_SCALE = 10.0
+
+
 def _increasing_pair(v: list[float]) -> bool:
     return len(v) == 2 and 0 < v[0] <= v[1]
 
@@ -340,7 +344,10 @@ CHECKS: dict[str, Check] = {
     "data.train_options": _mapping(),
     "data.val_options": _mapping(),
     "data.crop_size": _list_of(_at_least(1), length=2),
-    "data.scale_range": Check(_increasing_pair, "two numbers 0 < low <= high ([1, 1]: no rescaling)"),
+    "data.scale_range": Check(
+        lambda v: _increasing_pair(v) and v[1] <= MAX_SCALE,
+        f"two numbers 0 < low <= high <= {MAX_SCALE:g} ([1, 1]: no rescaling)",
+    ),
     "data.base_size": _optional(_at_least(1)),
     "data.hflip": _within(0, 1),
     "data.vflip": _within(0, 1),

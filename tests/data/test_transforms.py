@@ -136,3 +136,16 @@ def test_random_scale_is_relative_to_the_base_size(height, width):
     # train_transforms draws its scale the same way
     out, _ = train_transforms((20, 20), scale_range=None, base_size=60, jitter=False, hflip=0)(image, mask)
     assert out.shape == (3, 20, 20)
+
+
+def test_a_uint8_image_brought_to_one_pixel_is_its_mean():
+    # PyTorch's uint8 antialiased kernel fails an internal assert for a 1×1 output (data.base_size=1
+    # or a tiny scale): that size goes through the float kernel.
+    image = torch.arange(2 * 3 * 4 * 5, dtype=torch.uint8).reshape(2, 3, 4, 5)[0]
+    mask = torch.zeros(4, 5, dtype=torch.int64)
+    out_image, out_mask = train_transforms(
+        (1, 1), scale_range=(1.0, 1.0), base_size=1, hflip=0, jitter=False, mean=(0, 0, 0), std=(1, 1, 1)
+    )(image, mask)
+    # Shrunk 4×5 → 1×1 with antialiasing: the channel's mean (up to the triangle filter's weights).
+    assert out_image.shape == (3, 1, 1) and out_mask.shape == (1, 1)
+    assert torch.allclose(out_image.flatten() * 255, image.float().mean((1, 2)), atol=1.0)

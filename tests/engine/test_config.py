@@ -145,6 +145,7 @@ def test_a_written_config_reads_back_with_small_numbers(tmp_path):
         ("data.crop_size=[32]", r"data\.crop_size must be 2 values >= 1"),
         ("data.scale_range=[2.0, 0.5]", r"data\.scale_range must be two numbers 0 < low <= high"),
         ("data.scale_range=[0, 1]", r"data\.scale_range must be two numbers 0 < low <= high"),
+        ("data.scale_range=[0.5, 1e9]", r"data\.scale_range must be two numbers 0 < low <= high <= 10"),
         ("data.hflip=1.5", r"data\.hflip must be in \[0, 1\], got 1\.5"),
         ("data.base_size=0", r"data\.base_size must be >= 1"),
         ("data.base_size=1.5", r"data\.base_size"),

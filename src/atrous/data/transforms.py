@@ -49,6 +49,11 @@ def _resize(inpt: Any, size: list[int]) -> Any:
         out = F.resize_image(flat, size, interpolation=v2.InterpolationMode.NEAREST_EXACT)
         return tv_tensors.wrap(out.reshape(*plain.shape[:-2], *size), like=inpt)
     if isinstance(inpt, tv_tensors.Image):
+        if inpt.dtype == torch.uint8 and list(size) == [1, 1]:
+            # PyTorch's uint8 antialiased kernel fails an internal assert for a 1×1 output
+            # (UpSampleKernelAVXAntialias.h, torch 2.15); the float kernel does not.
+            out = F.resize(inpt.float(), size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
+            return tv_tensors.wrap(out.round_().clamp_(0, 255).to(torch.uint8), like=inpt)
         return F.resize(inpt, size, interpolation=v2.InterpolationMode.BILINEAR, antialias=True)
     return inpt
 
