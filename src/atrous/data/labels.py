@@ -79,6 +79,60 @@ def check_label_map(label_map: Any, num_classes: int, *, name: str = "label_map"
     return result
 
 
+_HEX_COLOUR = re.compile(r"#([0-9a-fA-F]{6})")
+
+
+def _colour(key: Any) -> tuple[int, int, int] | None:
+    """``(r, g, b)`` from a tuple or list of three integers 0..255, ``"r,g,b"`` or ``"#rrggbb"``
+    (text, because a YAML or JSON mapping key cannot be a list); else ``None``."""
+    if isinstance(key, str):
+        text = key.strip()
+        hexed = _HEX_COLOUR.fullmatch(text)
+        if hexed:
+            value = int(hexed.group(1), 16)
+            return (value >> 16, (value >> 8) & 255, value & 255)
+        key = text.split(",")
+    if not isinstance(key, tuple | list) or len(key) != 3:
+        return None
+    channels = [_integer(c) for c in key]
+    if any(c is None or not 0 <= c <= 255 for c in channels):
+        return None
+    return tuple(channels)  # type: ignore[return-value]
+
+
+def check_color_map(color_map: Any, num_classes: int, *, name: str = "color_map") -> dict[tuple[int, int, int], int]:
+    """``color_map`` as ``{(r, g, b): class_index}``, or a one-line error naming the bad entry.
+
+    A colour is a tuple of three integers 0..255 (the Python API) or, in a YAML or JSON
+    config whose keys cannot be lists, the text ``"r,g,b"`` or ``"#rrggbb"``; a class is
+    ``0..num_classes-1`` or ``255`` (ignore).
+
+    Raises:
+        ValueError: not a mapping; a colour or class that is not one; a colour listed twice.
+    """
+    if not isinstance(color_map, Mapping):
+        raise ValueError(
+            f"{name} must be a mapping {{colour: class_index}} such as {{'128,0,0': 1, '#00ff00': 2}}, "
+            f"got {color_map!r}"
+        )
+    result: dict[tuple[int, int, int], int] = {}
+    for key, value in color_map.items():
+        entry = f"{name} entry {{{key!r}: {value!r}}}"
+        colour = _colour(key)
+        if colour is None:
+            raise ValueError(f"{entry}: the colour must be three integers 0..255, as (r, g, b), 'r,g,b' or '#rrggbb'")
+        label = _integer(value)
+        if label is None or not (0 <= label < num_classes or label == IGNORE_INDEX):
+            raise ValueError(
+                f"{entry}: the class must be an integer 0..{num_classes - 1} (num_classes={num_classes}) "
+                f"or {IGNORE_INDEX} (ignore), got {value!r}"
+            )
+        if colour in result:
+            raise ValueError(f"{name} lists the colour {colour} twice: {entry} and an earlier key for it")
+        result[colour] = label
+    return result
+
+
 def lookup_table(mapping: Mapping[int, int], *, default: int | None = None, size: int = 256) -> np.ndarray:
     """An ``int64`` table ``t`` with ``t[value] = class``: ``mapping`` where given, else ``default``.
 

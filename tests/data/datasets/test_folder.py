@@ -142,8 +142,35 @@ def test_color_map_masks(tmp_path):
     assert ds.palette == [(128, 128, 128), (128, 64, 128)]
     with pytest.raises(MaskValueError, match=r"a\.png is a colour \(RGB\) mask; pass color_map"):
         FolderDataset(tmp_path, num_classes=2)[0]
-    with pytest.raises(ValueError, match=r"color_map maps to \[5\]"):
+    with pytest.raises(ValueError, match=r"color_map entry \{\(0, 0, 0\): 5\}: the class must be an integer 0\.\.1"):
         FolderDataset(tmp_path, num_classes=2, color_map={(0, 0, 0): 5})
+    # As a YAML or JSON config can write it (keys cannot be lists there): "r,g,b" or "#rrggbb".
+    written = {"0,0,0": 255, "#804080": 1, " 128, 128, 128 ": 0}
+    assert FolderDataset(tmp_path, num_classes=2, color_map=written)[0][1].tolist() == [[255, 1], [0, 255]]
+    for bad, says in (
+        ([1, 2], "color_map must be a mapping {colour: class_index}"),
+        ({"0,0": 1}, "the colour must be three integers 0..255"),
+        ({"#12345": 1}, "the colour must be three integers 0..255"),
+        ({(0, 0, 256): 1}, "the colour must be three integers 0..255"),
+        ({(0, 0, 0): 1, "0,0,0": 0}, "lists the colour (0, 0, 0) twice"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(says)):
+            FolderDataset(tmp_path, num_classes=2, color_map=bad)
+
+
+@pytest.mark.parametrize(
+    ("option", "says"),
+    [
+        ({"num_classes": "abc"}, "num_classes must be a positive integer, got 'abc'"),
+        ({"mask_suffix": 7}, "mask_suffix must be text"),
+        ({"resize_masks": "maybe"}, "resize_masks must be true or false, got 'maybe'"),
+        ({"allow_unmatched": 1}, "allow_unmatched must be true or false"),
+    ],
+)
+def test_options_from_a_config_are_checked_by_type(tmp_path, option, says):
+    make_pair(tmp_path, "a", np.zeros((2, 2), np.uint8))
+    with pytest.raises(ValueError, match=re.escape(says)):
+        FolderDataset(tmp_path, **{"num_classes": 2, **option})
 
 
 def test_exif_rotated_image_and_mask_stay_aligned(tmp_path):

@@ -4,16 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..constants import IGNORE_INDEX
 from ..errors import EmptyDatasetError, MaskValueError, UnmatchedFilesError
 from ..io import read_raw_mask
-from ..labels import apply_label_map, check_label_map, colors_to_index
+from ..labels import apply_label_map, check_color_map, check_label_map, colors_to_index
 from ..palette import Color, palette_from_color_map, voc_palette
 from ._files import IMAGE_EXTENSIONS, describe_unmatched, index_files, pair_files, require_dir
 from .base import FileDataset, Transforms
+
+
+def check_folder_options(
+    *, images: Any, masks: Any, num_classes: Any, mask_suffix: Any, resize_masks: Any, allow_unmatched: Any
+) -> None:
+    """The folder dataset's plain options (``data.options`` in a config, ``-o`` of doctor) are of
+    their types, or a ValueError naming the option: these come from YAML, not from code."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"the folder dataset's num_classes must be a positive integer, got {num_classes!r}")
+    for name, value in (("images", images), ("masks", masks), ("mask_suffix", mask_suffix)):
+        if not isinstance(value, str):
+            raise ValueError(f"the folder dataset's {name} must be text (a folder or file-name suffix), got {value!r}")
+    for name, value in (("resize_masks", resize_masks), ("allow_unmatched", allow_unmatched)):
+        if not isinstance(value, bool):
+            raise ValueError(f"the folder dataset's {name} must be true or false, got {value!r}")
 
 
 class FolderDataset(FileDataset):
@@ -74,9 +90,12 @@ class FolderDataset(FileDataset):
         root = Path(root)
         if color_map is not None and label_map is not None:
             raise ValueError("pass color_map (colour masks) or label_map (value masks), not both")
-        bad = sorted({v for v in (color_map or {}).values() if not (0 <= v < num_classes or v == IGNORE_INDEX)})
-        if bad:
-            raise ValueError(f"color_map maps to {bad}, outside 0..{num_classes - 1} and {IGNORE_INDEX} (ignore)")
+        check_folder_options(
+            images=images, masks=masks, num_classes=num_classes, mask_suffix=mask_suffix,
+            resize_masks=resize_masks, allow_unmatched=allow_unmatched,
+        )  # fmt: skip
+        if color_map is not None:
+            color_map = check_color_map(color_map, num_classes)
         if label_map is not None:
             # Before any file is read; keys written as text ({"255": 1}, as JSON or -o writes them) become integers.
             label_map = check_label_map(label_map, num_classes)
