@@ -44,6 +44,9 @@ def test_bad_recipe_files(tmp_path):
     bad.write_text("model: [unclosed")
     with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML"):
         load_config(bad)
+    bad.write_bytes(b"model:\n  name: \xff\xfe\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml is not a UTF-8 text file \(invalid start byte at byte 15\)"):
+        load_config(bad)
 
 
 # -- numbers as YAML 1.2 writes them ----------------------------------------------------------

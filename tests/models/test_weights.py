@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -52,9 +53,25 @@ def test_load_model_errors_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"config\.json does not exist"):
         atrous.load_model(tmp_path)
     atrous.create_model("deeplabv3_resnet18", num_classes=2).save_pretrained(tmp_path)
+    good = json.loads((tmp_path / "config.json").read_text())
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"config\.json is not valid JSON"):
         atrous.load_model(tmp_path)
+    (tmp_path / "config.json").write_bytes(b"\xff\xfe{}")
+    with pytest.raises(ValueError, match=r"config\.json is not valid JSON"):
+        atrous.load_model(tmp_path)
+    # Fields that are there but wrong: each error names config.json.
+    for change, says in (
+        ({"metadata": "oops"}, "metadata must be a mapping"),
+        ({"metadata": {"palette": [[0, 0], [1, 2]]}}, "metadata palette must be a list of [r, g, b] colours"),
+        ({"num_classes": -1}, "does not describe a model atrous can build"),
+        ({"name": "no_such_model"}, "does not describe a model atrous can build"),
+        ({"name": 5}, "has no model 'name'"),
+    ):
+        (tmp_path / "config.json").write_text(json.dumps({**good, **change}))
+        with pytest.raises(ValueError, match=re.escape(says)) as caught:
+            atrous.load_model(tmp_path)
+        assert str(tmp_path / "config.json") in str(caught.value)
 
 
 def test_load_model_rejects_weights_of_another_model(tmp_path):

@@ -60,6 +60,7 @@ def rebuild_model(
     *,
     metadata: Mapping[str, Any] | None = None,
     source: str,
+    config_source: str = "the recorded model config",
 ):
     """A trained model back from what was recorded: ``config`` → :func:`create_model` →
     strict load of ``state_dict`` (mismatches name ``source``) → ``metadata``; in
@@ -67,10 +68,32 @@ def rebuild_model(
 
     ``metadata`` defaults to the config's own (a saved ``config.json`` carries it).
     """
-    model = model_from_config(config)
+    try:
+        model = model_from_config(config)
+    except (ValueError, TypeError, KeyError) as exc:  # another model's name, a bad option value …
+        reason = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).split())
+        raise ValueError(f"{config_source} does not describe a model atrous can build: {reason}") from exc
     load_strict(model, state_dict, source=source)
     model.metadata = dict(config.get("metadata") or {}) if metadata is None else dict(metadata)
     return model.eval()
+
+
+def check_metadata(metadata: Any, where: str) -> None:
+    """A saved model's ``metadata``: a mapping whose ``palette``, when there is one, is a
+    list of ``[r, g, b]`` colours (overlays paint with it); else a ValueError naming ``where``."""
+    if not isinstance(metadata, Mapping):
+        raise ValueError(f"{where}: metadata must be a mapping (class_names, palette, mean, std …), got {metadata!r}")
+    palette = metadata.get("palette")
+    if palette is None:
+        return
+    ok = isinstance(palette, list) and all(
+        isinstance(c, list | tuple)
+        and len(c) == 3
+        and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in c)
+        for c in palette
+    )
+    if not ok:
+        raise ValueError(f"{where}: metadata palette must be a list of [r, g, b] colours 0..255, got {palette!r}")
 
 
 def load_model(directory: str | os.PathLike, *, map_location: str | torch.device = "cpu"):
@@ -82,12 +105,15 @@ def load_model(directory: str | os.PathLike, *, map_location: str | torch.device
         if not path.is_file():
             raise FileNotFoundError(f"{path} does not exist; expected a folder written by save_pretrained")
     try:
-        config = json.loads(config_path.read_text())
-    except json.JSONDecodeError as exc:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"{config_path} is not valid JSON: {exc}") from exc
-    if not isinstance(config, dict) or "name" not in config:
+    if not isinstance(config, dict) or not isinstance(config.get("name"), str):
         raise ValueError(f"{config_path} has no model 'name'; expected a config written by save_pretrained")
-    model = rebuild_model(config, load_state_dict_file(weights_path), source=str(weights_path))
+    check_metadata(config.get("metadata") or {}, str(config_path))
+    model = rebuild_model(
+        config, load_state_dict_file(weights_path), source=str(weights_path), config_source=str(config_path)
+    )
     return model.to(map_location)
 
 
