@@ -122,6 +122,25 @@ def test_train_reports_an_option_typo_in_one_line(override, expected, tmp_path, 
     assert err.startswith(f"atrous train: error: {expected}") and "\n" not in err
 
 
+@pytest.mark.parametrize(
+    ("model", "options", "expected"),
+    [
+        ("deeplabv3_resnet18", "{in_chans: 0}", "in_chans must be a positive integer, got 0"),
+        ("deeplabv3_resnet18", "{norm_layer: bogus}", "norm_layer must be a normalisation layer class"),
+        ("deeplabv3plus_resnet18", "{separable: maybe}", "separable must be true or false, got 'maybe'"),
+        ("deeplabv3plus_resnet18", "{aspp_rates: abc}", "aspp_rates must be a list of positive integers, got 'abc'"),
+        ("deeplabv3plus_resnet18", "{aspp_rates: [-1, 2, 3]}", "aspp_rates must be a list of positive integers"),
+    ],
+)
+def test_train_refuses_a_model_option_of_the_wrong_kind(model, options, expected, tmp_path, capsys):
+    # The right name with a value a YAML typo makes: refused before the run starts, in one line.
+    argv = ["train", "--run-dir", str(tmp_path / "run"), *TINY, "--set", f"model.name={model}"]
+    assert main([*argv, "--set", f"model.options={options}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"atrous train: error: {expected}") and "\n" not in err
+    assert not (tmp_path / "run" / "config.yaml").exists()
+
+
 # -- an unreadable file with data.workers >= 1: the worker's error, in one line ------------
 
 

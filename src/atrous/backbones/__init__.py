@@ -42,7 +42,22 @@ def create_backbone(name: str, **kwargs: Any) -> Backbone:
     torchvision weight name) and the family's own (``norm_layer``, ``fully_conv`` …).
     """
     builder = backbone_builder(name)  # atrous.options follows this name to read the keywords
+    check_backbone_options(kwargs)
     return builder(**kwargs)
+
+
+def check_backbone_options(options: dict[str, Any]) -> None:
+    """The options every backbone shares, of their types, before anything is built: they come
+    from a config's ``model.options`` as YAML, where a typo is text (ValueError naming it)."""
+    in_chans = options.get("in_chans", 3)
+    if isinstance(in_chans, bool) or not isinstance(in_chans, int) or in_chans < 1:
+        raise ValueError(f"in_chans must be a positive integer, got {in_chans!r}")
+    norm_layer = options.get("norm_layer")
+    if norm_layer is not None and not callable(norm_layer):
+        raise ValueError(
+            f"norm_layer must be a normalisation layer class such as torch.nn.BatchNorm2d (a Python API "
+            f"option: a config cannot name one), got {norm_layer!r}"
+        )
 
 
 __all__ = [

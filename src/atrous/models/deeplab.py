@@ -30,6 +30,10 @@ MOBILENET_ASPP_RATES: tuple[int, ...] = ()
 
 def aspp_rates(output_stride: int, rates_at_16: Sequence[int] = ASPP_RATES_OS16) -> tuple[int, ...]:
     """ASPP rates for ``output_stride``, scaled from the paper's rates at 16."""
+    if not isinstance(rates_at_16, list | tuple) or not all(
+        isinstance(r, int) and not isinstance(r, bool) and r >= 1 for r in rates_at_16
+    ):
+        raise ValueError(f"aspp_rates must be a list of positive integers, got {rates_at_16!r} (e.g. [6, 12, 18])")
     return tuple(max(1, r * 16 // output_stride) for r in rates_at_16)
 
 
@@ -162,6 +166,9 @@ def _create_deeplabv3(
 def _create_deeplabv3plus(
     backbone_name: str, /, *, separable: bool = False, aspp_rates: Sequence[int] = ASPP_RATES_OS16, **options
 ) -> SegmentationModel:
+    if not isinstance(separable, bool):
+        raise ValueError(f"separable must be true or false, got {separable!r}")
+
     def head(backbone: nn.Module, *, num_classes: int, output_stride: int, upsample: str) -> Head:
         info = backbone.feature_info
         low_index = info.index(reduction=4)
