@@ -612,6 +612,11 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path} is not a UTF-8 text file ({exc.reason} at byte {exc.start})") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (model, data, train, eval)")
+    for section, values in raw.items():
+        if values is None:  # "train:" with nothing under it: an empty section
+            raw[section] = {}
+        elif not isinstance(values, dict):
+            raise ConfigError(f"{path}: section {section!r} must be a mapping of keys, got {values!r}")
     return raw
 
 

@@ -135,6 +135,29 @@ def test_predict_bad_inputs_exit_2(trained_run, tmp_path, capsys):
     assert main(["predict", str(trained_run), str(tmp_path / "*.png")]) == 2
     assert "matches no file" in capsys.readouterr().err
     assert main(["predict", str(tmp_path), str(tmp_path)]) == 2
+    capsys.readouterr()
+    image = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(image)
+    assert main(["predict", str(trained_run), str(image), "-o", str(tmp_path / "o"), "--score-threshold", "-3"]) == 2
+    assert "--score-threshold are for instance models; this model is a semantic one" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+    assert main(["eval", str(tmp_path / "no_run")]) == 2
+    assert f"model {tmp_path / 'no_run'} does not exist" in capsys.readouterr().err
+
+
+def test_train_names_what_is_wrong_with_its_run_dir_or_recipe(tmp_path, capsys):
+    afile = tmp_path / "a.png"
+    afile.write_bytes(b"x")
+    assert main(["train", "--run-dir", str(afile), "--set", "train.steps=1"]) == 2
+    assert f"{afile} is a file, not a run folder" in capsys.readouterr().err
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("train: [1]\n")
+    assert main(["train", "-c", str(recipe), "--run-dir", str(tmp_path / "r"), "--set", "train.steps=1"]) == 2
+    assert f"{recipe}: section 'train' must be a mapping of keys, got [1]" in capsys.readouterr().err
+    recipe.write_text("model:\ntrain:\n  steps: 0\n")  # an empty section is an empty mapping
+    assert main(["train", "-c", str(recipe), "--run-dir", str(tmp_path / "r")]) == 2
+    assert "train.steps must be >= 1, got 0" in capsys.readouterr().err
+    assert afile.read_bytes() == b"x" and not (tmp_path / "r").exists()
 
 
 def test_models_table_with_forward(capsys):

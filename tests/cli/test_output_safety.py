@@ -111,7 +111,7 @@ def test_predict_never_writes_over_its_input_images(run, tmp_path, route, capsys
 def test_predict_checks_its_options_before_loading_the_model(run, tmp_path, capsys, no_model_load):
     image = _image(tmp_path / "a.png")
     assert main(["predict", str(run), str(image), "-o", str(tmp_path / "out"), *PREDICT, "--masks"]) == 2
-    _one_line_error(capsys, "predict", "--masks and --coco are for instance models")
+    _one_line_error(capsys, "predict", "--masks, --coco and --score-threshold are for instance models")
 
 
 def test_portrait_never_writes_over_its_photo_or_mask(tmp_path, capsys):

@@ -30,6 +30,8 @@ def run_config_path(model: Path, config: Path | None, need: str) -> Path:
     folder that holds ``model`` (the folder itself, or a checkpoint's folder)."""
     if config is not None:
         return config
+    if not model.exists():
+        raise FileNotFoundError(f"model {model} does not exist (a run folder, its best/ or a checkpoint)")
     path = (model if model.is_dir() else model.parent) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"no --config given and {path} does not exist: {need}")

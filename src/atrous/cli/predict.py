@@ -27,6 +27,9 @@ from .common import (
 HELP = "predict label maps and overlays for images (files, folders, globs)"
 
 
+DEFAULT_SCORE_THRESHOLD = 0.5
+
+
 def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "model", help="a run folder, a saved model folder, a checkpoint, or torchvision:NAME (e.g. deeplabv3_resnet101)"
@@ -57,9 +60,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     )
     add_tta_options(parser)
     instance = parser.add_argument_group("instance models (Mask R-CNN)")
-    instance.add_argument(
-        "--score-threshold", type=float, default=0.5, help="keep instances scoring at least this (default 0.5)"
-    )
+    instance.add_argument("--score-threshold", type=float, help="keep instances scoring at least this (default 0.5)")
     instance.add_argument("--masks", action="store_true", help="also write one PNG per instance: NAME_masks/NNN.png")
     instance.add_argument("--coco", type=Path, help="also write all instances as COCO results JSON to this file")
 
@@ -188,8 +189,10 @@ def _prepare(args: argparse.Namespace, paths: list[Path], task: str) -> list[str
             raise ValueError("--probabilities and the test-time options apply to semantic models, not instance ones")
         suffixes = ["_overlay.png", *(["_masks"] if args.masks else [])]
     else:
-        if args.masks or args.coco:
-            raise ValueError("--masks and --coco are for instance models; this model is a semantic one")
+        if args.masks or args.coco or args.score_threshold is not None:
+            raise ValueError(
+                "--masks, --coco and --score-threshold are for instance models; this model is a semantic one"
+            )
         suffixes = [".png", "_overlay.png", *(["_probs.npy"] if args.probabilities else [])]
     check_folder(args.out, "-o")
     names = plan_names(paths, suffixes)
@@ -233,6 +236,8 @@ def _run_instance(args: argparse.Namespace, model, paths: list[Path], names: lis
     from ..utils.atomic import atomic_write_text
     from .outputs import writing
 
+    if args.score_threshold is None:
+        args.score_threshold = DEFAULT_SCORE_THRESHOLD
     predictor = InstancePredictor(model, device=resolve_device(args.device), score_threshold=args.score_threshold)
     records: list[dict] = []
     images: list[dict] = []

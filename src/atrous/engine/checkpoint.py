@@ -82,6 +82,8 @@ def check_new_run_dir(run_dir: str | os.PathLike) -> None:
     overwritten and its ``metrics.jsonl`` would mix two runs — or that holds files of the
     names a run writes (a recipe, a model, plots) that no earlier start of a run wrote."""
     run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is a file, not a run folder: choose another --run-dir")
     if (run_dir / LAST).exists():
         raise ValueError(f"{run_dir} already holds a run (last.pt): pass --resume, or choose another --run-dir")
     if (run_dir / METRICS).exists():
