@@ -193,6 +193,24 @@ def test_bad_report_options_are_one_line_and_exit_2(case, tmp_path, capsys, flag
     assert not (tmp_path / "r").exists()
 
 
+def test_a_compared_file_that_is_no_model_fails_before_the_evaluation(case, tmp_path, capsys, monkeypatch):
+    import atrous.engine.evaluator
+
+    root, _, _, _ = case
+    text = tmp_path / "text.png"
+    text.write_text("hello")
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("evaluated before --compare was checked")
+
+    monkeypatch.setattr(atrous.engine.evaluator, "evaluate", no_pass)
+    command = ["eval", str(root / "model"), "-c", str(root / "recipe.yaml"), "--report", str(tmp_path / "r")]
+    assert main([*command, "--compare", str(text)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"--compare {text}: " in err and "\n" not in err
+    assert not (tmp_path / "r").exists()
+
+
 def test_instance_models_have_no_report(case, tmp_path, capsys):
     root, _, _, _ = case
     recipe = tmp_path / "instance.yaml"

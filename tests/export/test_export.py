@@ -214,6 +214,18 @@ def test_cli_exports_a_saved_model(tmp_path, capsys):
         _assert_matches(model(x), torch.export.load(str(pt2)).module()(x), "CLI exported program")
 
 
+def test_an_output_name_that_does_not_fit_the_format_is_refused(tmp_path, capsys):
+    from atrous.cli import main
+
+    small_model("unet_padded").save_pretrained(tmp_path / "saved")
+    saved = str(tmp_path / "saved")
+    assert main(["export", saved, "-f", "exported-program", "-o", str(tmp_path / "m.onnx")]) == 2
+    assert "the exported-program format is written as a .pt2 file" in capsys.readouterr().err
+    assert main(["export", saved, "-o", str(tmp_path / "deploy") + "/"]) == 2
+    assert f"-o {tmp_path / 'deploy'}/ is a folder; give the file's name" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["saved"]
+
+
 def test_a_failed_export_writes_nothing_and_names_the_model(tmp_path, capsys, monkeypatch):
     from atrous.cli import main
 

@@ -17,7 +17,7 @@ from .common import (
     resolve_scales,
     run_config_path,
 )
-from .eval_report import add_report_options, check_report_options, run_report
+from .eval_report import add_report_options, check_report_options, load_compared_model, run_report
 
 HELP = "evaluate a trained model on a dataset split"
 
@@ -76,6 +76,9 @@ def run(args: argparse.Namespace) -> int:
     if output_stride:
         model.set_output_stride(output_stride)
     base_size = resolve_base_size(args.base_size, model, tile)
+    compared_model = None
+    if plan is not None and plan.compare is not None:  # a --compare that is no model fails now, not after a pass
+        compared_model = load_compared_model(plan.compare, args.precision, model, device)
     path = inference_path(model.eval(), device, args.precision)
     data = config.data
     dataset = build_eval_dataset(config, args.split)
@@ -146,6 +149,7 @@ def run(args: argparse.Namespace) -> int:
         }
         context = {
             "model": model,
+            "compared_model": compared_model,
             "device": device,
             "loader": loader,
             "settings": settings,

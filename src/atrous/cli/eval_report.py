@@ -219,24 +219,40 @@ def _check_folder(args: argparse.Namespace, config_path: Path, config) -> None:
         raise OutputConflict(f"--report {folder} is not empty; choose a new folder or pass --overwrite")
 
 
-def compared_run(spec: CompareSpec, settings: dict[str, Any], model, device):
-    """The inference path and the options (scales, flip, output stride, tile, precision) of
-    the compared evaluation: ``(path, options)``."""
-    from ..inference import inference_path, load_inference_model
+def load_compared_model(spec: CompareSpec, precision: str, model, device):
+    """The model ``--compare`` names, loaded and checked against ``model`` before the report's
+    first pass (a file that is no model must not cost an evaluation first); None for settings."""
+    from ..inference import load_inference_model
     from ..models import task_of
+
+    if spec.model is None:
+        return None
+    try:
+        other = load_inference_model(spec.model, precision).to(device)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"--compare {spec.label}: {exc}") from exc
+    if task_of(other) != "semantic":
+        raise ValueError(f"--compare {spec.label}: an instance model cannot be compared with a semantic one")
+    if getattr(other, "num_classes", None) != model.num_classes:
+        raise ValueError(
+            f"--compare {spec.label}: that model predicts {other.num_classes} classes, this one {model.num_classes}"
+        )
+    return other
+
+
+def compared_run(spec: CompareSpec, settings: dict[str, Any], model, device, other=None):
+    """The inference path and the options (scales, flip, output stride, tile, precision) of
+    the compared evaluation: ``(path, options)``. ``other``: the compared model, loaded by
+    :func:`load_compared_model` (when ``spec`` names one)."""
+    from ..inference import inference_path
     from .common import resolve_base_size
 
     own = {key: settings[key] for key in ("scales", "flip", "output_stride", "tile", "precision", "base_size")}
     own["crf"] = settings["crf_flag"]
     options = dict(own)
     if spec.model is not None:
-        other = load_inference_model(spec.model, settings["precision_flag"]).to(device)
-        if task_of(other) != "semantic":
-            raise ValueError(f"--compare {spec.label}: an instance model cannot be compared with a semantic one")
-        if getattr(other, "num_classes", None) != model.num_classes:
-            raise ValueError(
-                f"--compare {spec.label}: that model predicts {other.num_classes} classes, this one {model.num_classes}"
-            )
+        if other is None:
+            other = load_compared_model(spec, settings["precision_flag"], model, device)
         if settings["output_stride_flag"]:
             other.set_output_stride(settings["output_stride_flag"])
         options["output_stride"] = other.output_stride
@@ -275,7 +291,7 @@ def run_report(args: argparse.Namespace, plan: ReportPlan, context: dict[str, An
     model, device, loader, settings = context["model"], context["device"], context["loader"], context["settings"]
     comparison = None
     if plan.compare is not None:
-        path, options = compared_run(plan.compare, settings, model, device)
+        path, options = compared_run(plan.compare, settings, model, device, context.get("compared_model"))
         hook = ImageMatrices(model.num_classes)
         print(f"atrous eval: comparing with {plan.compare.label} (a second pass over the split)", file=sys.stderr)
         with torch.inference_mode():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 HELP = "export a trained model to ONNX or a torch.export program (dynamic batch, height and width)"
@@ -22,7 +23,7 @@ def add_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--output",
         "-o",
-        type=Path,
+        type=str,
         help="file to write (default: model.onnx or model.pt2 beside the model; NAME.onnx for torchvision:NAME); "
         "never one of the model's own files",
     )
@@ -47,7 +48,11 @@ def run(args: argparse.Namespace) -> int:
 
     if not is_torchvision_spec(args.model) and not Path(args.model).exists():
         raise FileNotFoundError(f"model {args.model} does not exist")
-    output = args.output
+    output = None if args.output is None else Path(args.output)
+    if args.output is not None and (args.output.endswith(("/", os.sep)) or output.is_dir()):
+        raise ValueError(
+            f"-o {args.output} is a folder; give the file's name, e.g. {output / ('model' + SUFFIXES[args.format])}"
+        )
     if output is None:
         if is_torchvision_spec(args.model):  # torchvision:NAME has no folder of its own
             output = Path(f"{args.model[len(PREFIX) :]}{SUFFIXES[args.format]}")
@@ -59,6 +64,11 @@ def run(args: argparse.Namespace) -> int:
     check_folder(output.parent, "output folder")
     check_outputs([output], reads, overwrite=args.overwrite)
     clear_stale([output.parent], "export")
+    if output.suffix.lower() != SUFFIXES[args.format]:  # a .pt2 archive named .onnx, or the reverse
+        raise ValueError(
+            f"-o {output}: the {args.format} format is written as a {SUFFIXES[args.format]} file; "
+            f"name it so (e.g. {output.with_suffix(SUFFIXES[args.format])}) or choose the format with -f"
+        )
     model = load_trained_model(args.model)
     checks = []
     try:
