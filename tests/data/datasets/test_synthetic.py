@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -49,3 +51,18 @@ def test_transforms_and_errors():
         SyntheticShapes(2, num_classes=8)
     with pytest.raises(IndexError, match="out of range"):
         SyntheticShapes(2)[2]
+
+
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [
+        ({"size": "abc"}, "size must be an integer or [height, width], got 'abc'"),
+        ({"size": [32]}, "size must be an integer or [height, width]"),
+        ({"num_classes": "3"}, "num_classes must be an integer, got '3'"),
+        ({"seed": 1.5}, "seed must be an integer"),
+        ({"shapes_per_image": [1, "x"]}, "shapes_per_image must be (min, max) integers"),
+    ],
+)
+def test_options_from_a_config_are_checked_by_type(options, says):
+    with pytest.raises(ValueError, match=re.escape(says)):
+        SyntheticShapes(2, **options)

@@ -112,6 +112,10 @@ def _shape_mask(shape: str, u: np.ndarray, v: np.ndarray, radius: float) -> np.n
     raise ValueError(f"unknown shape {shape!r}; shapes are {SHAPES}")
 
 
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 class SyntheticShapes(SegmentationDataset):
     """Images of coloured shapes on noisy, textured backgrounds, with their class masks.
 
@@ -140,7 +144,20 @@ class SyntheticShapes(SegmentationDataset):
         shapes_per_image: tuple[int, int] = (2, 4),
         transforms: Transforms | None = None,
     ) -> None:
-        height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+        # These arrive from a config's data.options as YAML: a typo is text, named here.
+        for name, value in (("num_samples", num_samples), ("num_classes", num_classes), ("seed", seed)):
+            if not _is_int(value):
+                raise ValueError(f"SyntheticShapes' {name} must be an integer, got {value!r}")
+        if _is_int(size):
+            height, width = size, size
+        elif isinstance(size, list | tuple) and len(size) == 2 and all(_is_int(v) for v in size):
+            height, width = size
+        else:
+            raise ValueError(f"SyntheticShapes' size must be an integer or [height, width], got {size!r}")
+        if not (isinstance(shapes_per_image, list | tuple) and len(shapes_per_image) == 2) or not all(
+            _is_int(v) for v in shapes_per_image
+        ):
+            raise ValueError(f"shapes_per_image must be (min, max) integers; got {shapes_per_image!r}")
         if num_samples < 1:
             raise ValueError(f"SyntheticShapes needs num_samples >= 1; got {num_samples}")
         if min(height, width) < 16:
