@@ -186,6 +186,8 @@ def test_doctor_reports_a_folder_dataset(tmp_path, capsys):
     assert main(["doctor", "folder", "--root", str(tmp_path), "-o", "num_classes=2"]) == 3  # problems found: exit 3
     out = capsys.readouterr().out
     assert "3" in out and "label_map" in out  # 0/255 masks: suggests mapping 255 to class 1
+    assert main(["doctor", "folder", "--root", str(tmp_path)]) == 2
+    assert "the folder dataset needs num_classes" in capsys.readouterr().err
 
 
 def test_doctor_unknown_dataset(capsys):
