@@ -168,6 +168,18 @@ def test_models_table_with_forward(capsys):
     assert "1×21×33×33" in capsys.readouterr().out
 
 
+def test_running_out_of_memory_is_one_line_and_exit_code_1(capsys, monkeypatch):
+    import atrous.cli.models
+
+    def exhausted(args):
+        raise MemoryError()
+
+    monkeypatch.setattr(atrous.cli.models, "run", exhausted)
+    assert main(["models"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == "atrous models: error: out of memory: the machine ran out of memory"
+
+
 def test_bad_usage_is_one_line_and_exit_code_2(capsys):
     assert main(["train", "--set", "train.lrr=1"]) == 2
     err = capsys.readouterr().err.strip()

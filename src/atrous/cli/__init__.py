@@ -74,6 +74,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(exc, NonFiniteLossError):
             print(f"atrous {args.command}: error: {exc}", file=sys.stderr)
             return 1
+        import torch
+
+        if isinstance(exc, MemoryError | torch.OutOfMemoryError):  # the machine's limit, not a bad argument
+            reason = one_line(exc) if str(exc).strip() else "the machine ran out of memory"
+            print(f"atrous {args.command}: error: out of memory: {reason}", file=sys.stderr)
+            return 1
         if isinstance(exc, UsageError | ValueError | TypeError | KeyError | ConnectionError | OSError):
             # OSError: a missing, unreadable or unwritable file or folder the user named.
             print(f"atrous {args.command}: error: {one_line(exc)}", file=sys.stderr)
