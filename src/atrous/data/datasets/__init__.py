@@ -28,11 +28,6 @@ _SYNTHETIC_SIZES = {"train": 512, "val": 64, "test": 64}
 def _folder(root: Path, split: str, transforms: Transforms | None, **kwargs: Any) -> FolderDataset:
     # A split subfolder (root/train/images, root/val/images) when there is one; otherwise
     # root itself is the training set and other splits must have their own folder.
-    if "num_classes" not in kwargs:  # else "missing 1 required keyword-only argument"
-        raise ValueError(
-            "the folder dataset needs num_classes, the number of classes its masks hold: "
-            "data.options.num_classes in a config, -o num_classes=N for atrous doctor"
-        )
     if (root / split).is_dir():
         root = root / split
     elif split != "train":

@@ -22,6 +22,11 @@ def check_folder_options(
 ) -> None:
     """The folder dataset's plain options (``data.options`` in a config, ``-o`` of doctor) are of
     their types, or a ValueError naming the option: these come from YAML, not from code."""
+    if num_classes is None:  # a keyword with no default would fail as "missing 1 required … argument"
+        raise ValueError(
+            "the folder dataset needs num_classes, the number of classes its masks hold: "
+            "data.options.num_classes in a config, -o num_classes=N for atrous doctor"
+        )
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"the folder dataset's num_classes must be a positive integer, got {num_classes!r}")
     for name, value in (("images", images), ("masks", masks), ("mask_suffix", mask_suffix)):
@@ -77,7 +82,7 @@ class FolderDataset(FileDataset):
         *,
         images: str = "images",
         masks: str = "masks",
-        num_classes: int,
+        num_classes: int | None = None,  # required: checked by check_folder_options
         class_names: Sequence[str] | None = None,
         palette: Sequence[Color] | None = None,
         color_map: Mapping[tuple[int, int, int], int] | None = None,
