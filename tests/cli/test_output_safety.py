@@ -108,6 +108,17 @@ def test_predict_never_writes_over_its_input_images(run, tmp_path, route, capsys
     assert _snapshot(photos) == before
 
 
+def test_predict_writes_no_label_maps_among_its_photos(run, tmp_path, capsys, no_model_load):
+    # JPEG photos: no output would replace one, but x.png beside x.jpg would be read as a photo
+    # by the next `predict photos/`, so the photos' own folder is refused as -o too.
+    photos = tmp_path / "photos"
+    _image(photos / "x.jpg")
+    before = _snapshot(photos)
+    assert main(["predict", str(run), str(photos), "-o", str(photos), *PREDICT]) == 2
+    _one_line_error(capsys, "predict", f"-o {photos} is the folder of the input image {photos / 'x.jpg'}")
+    assert _snapshot(photos) == before
+
+
 def test_predict_checks_its_options_before_loading_the_model(run, tmp_path, capsys, no_model_load):
     image = _image(tmp_path / "a.png")
     assert main(["predict", str(run), str(image), "-o", str(tmp_path / "out"), *PREDICT, "--masks"]) == 2

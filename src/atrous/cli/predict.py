@@ -206,6 +206,10 @@ def _prepare(args: argparse.Namespace, paths: list[Path], task: str) -> list[str
         reads.add(path, "input image")
     add_model_files(reads, args.model, int8=True)
     check_outputs(files, reads, overwrite=args.overwrite, folders=folders)
+    out = args.out.resolve()
+    beside = next((p for p in paths if p.resolve().parent == out), None)
+    if beside is not None:  # label maps among the photos: the next `predict photos/` would read them as photos
+        raise ValueError(f"-o {args.out} is the folder of the input image {beside}: choose another output folder")
     clear_stale([args.out, *folders, *([args.coco.parent] if args.coco is not None else [])], "predict")
     for path, name in zip(paths, names, strict=True):
         if name != path.stem:
