@@ -730,9 +730,9 @@ RESUME_MAY_CHANGE: tuple[str, ...] = (
     "train.progress",
     "train.tensorboard",
     "train.max_time_s",  # a budget for this invocation: the clock starts at each start
-    # Where and in which layout the same computation runs: resuming on another machine or GPU.
+    # Where the same computation runs: resuming on another machine or GPU. (Not
+    # train.channels_last: dropout draws another mask on an NHWC tensor from the same seed.)
     "train.device",
-    "train.channels_last",
     # Samples are keyed by (seed, index) (engine/sampling.py): the data do not depend on workers.
     "data.workers",
     # The same dataset at another path (another machine, a moved disk); its contents are

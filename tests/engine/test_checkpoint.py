@@ -83,7 +83,8 @@ def test_a_folder_holding_a_run_is_refused_for_a_new_one(tmp_path):
         check_new_run_dir(tmp_path)
     (tmp_path / "config.yaml").unlink()
     (tmp_path / "best").mkdir()
-    with pytest.raises(ValueError, match=r"holds precision\.json, best, which a new run would overwrite"):
+    (tmp_path / "best.pt").write_bytes(b"weights to start from")
+    with pytest.raises(ValueError, match=r"holds precision\.json, best, best\.pt, which a new run would overwrite"):
         check_new_run_dir(tmp_path)
     # What a start that failed before its first step left (its config.yaml says so) may be replaced.
     (tmp_path / "config.yaml").write_text(RUN_CONFIG_HEADER + "{}\n")

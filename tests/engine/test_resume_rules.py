@@ -79,6 +79,8 @@ def test_a_changed_schedule_is_refused_before_training(run, capsys):
         (["--set", "train.ema=0.99"], "train.ema null → 0.99"),
         (["--set", "model.name=deeplabv3_resnet50"], "model.name 'deeplabv3_resnet18' → 'deeplabv3_resnet50'"),
         (["--set", "data.train_options.seed=3"], "data.train_options {num_samples: 16, seed: 0} → {num_samples: 16"),
+        # NHWC changes the masks dropout draws from the same seed: another training.
+        (["--set", "train.channels_last=false"], "train.channels_last true → false"),
     ],
 )
 def test_what_changes_the_training_is_refused(run, capsys, argv, expect):

@@ -60,6 +60,63 @@ def test_resume_ends_with_bit_identical_weights(tiny_config, tmp_path):
     assert resumed.scheduler.last_epoch == straight.scheduler.last_epoch == 6
 
 
+def test_resume_from_a_checkpoint_written_before_its_steps_evaluation(tiny_config, tmp_path):
+    """Killed (no checkpoint on the way out, as kill -9) after step 3's checkpoint and
+    evaluation: last.pt holds the state from before that evaluation, and the resume skips
+    the evaluation the log already has. Evaluating draws nothing from the global RNG, which
+    dropout uses, so the resumed run still ends bit-identical to one that never stopped."""
+    config = tiny_config("train.eval_every=3", "train.checkpoint_every=3")
+    straight = Trainer(config, tmp_path / "straight")
+    straight.run()
+
+    class Killed(Exception):
+        pass
+
+    def killed_after_three(trainer, step):
+        if step == 3:
+            raise Killed
+
+    with pytest.raises(Killed):
+        Trainer(config, tmp_path / "killed", callbacks=[killed_after_three]).run()
+    resumed = Trainer(config, tmp_path / "killed", resume=True)
+    resumed.run()
+    a, b = _params(straight.model), _params(resumed.model)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_a_resume_does_not_read_the_pretrained_backbone_again(tiny_config, tmp_path):
+    import torchvision
+
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+    config = tiny_config(f"model.pretrained_backbone={weights}")
+
+    def stop_at_three(trainer, step):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted):
+        Trainer(config, tmp_path / "run", callbacks=[stop_at_three]).run()
+    weights.rename(tmp_path / "moved.pth")  # the weights are in last.pt: the resume needs no file
+    assert Trainer(config, tmp_path / "run", resume=True).run().steps == 6
+
+
+def test_a_second_trainer_on_a_running_run_is_refused_before_it_touches_the_log(tiny_config, tmp_path):
+    config = tiny_config()
+    Trainer(config, tmp_path / "run").run()
+    log = (tmp_path / "run" / "metrics.jsonl").read_bytes()
+    running = Trainer(config, tmp_path / "run", resume=True)  # holds the folder from here on
+    with pytest.raises(ValueError, match="is in use by another training run"):
+        Trainer(config, tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == log  # not rewound under the running one
+    running.run()
+    # A refused start in a new folder leaves no empty folder behind.
+    with pytest.raises(TypeError, match="has no option"):
+        Trainer(tiny_config("model.options={no_such_option: 1}"), tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+
+
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config, tmp_path):
     before = None
 

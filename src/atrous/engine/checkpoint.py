@@ -74,7 +74,9 @@ RUN_SUBFOLDERS = ("best", "plots")
 # that failed before its first step, which the next start may replace) from a user's.
 RUN_CONFIG_HEADER = "# atrous train: the resolved configuration of this run\n"
 # What a run writes into its folder besides last.pt and metrics.jsonl.
-RUN_OUTPUTS = (CONFIG, "precision.json", "schedule.json", "best", "plots", "tensorboard")
+RUN_OUTPUTS = (
+    CONFIG, "precision.json", "schedule.json", "best", "best.pt", "confusion_matrix.npy", "plots", "tensorboard",
+)  # fmt: skip
 
 
 def check_new_run_dir(run_dir: str | os.PathLike) -> None:
@@ -137,6 +139,9 @@ class RunLock:
         import fcntl
 
         run_dir = Path(run_dir)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ValueError(f"{run_dir} is a file, not a run folder: choose another --run-dir")
+        self.created = not run_dir.exists()  # by this lock: the trainer removes it again if its start is refused
         run_dir.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(run_dir, os.O_RDONLY)
         try:

@@ -142,6 +142,20 @@ class Trainer:
         t = config.train
         self.device = resolve_device(t.device)
         self.dist = dist_utils.init_distributed(self.device)
+        # The folder's lock first: a second trainer started on a running run is refused before
+        # it reads or rewrites anything there (a resume rewinds metrics.jsonl below).
+        self._lock = RunLock(self.run_dir) if self.dist.is_main else None
+        try:
+            self._start(config, resume)
+        except BaseException:
+            created = self._lock is not None and self._lock.created
+            self._release_lock()
+            if created and not any(self.run_dir.iterdir()):  # a refused start leaves no empty folder
+                self.run_dir.rmdir()
+            raise
+
+    def _start(self, config: Config, resume: bool | str | os.PathLike) -> None:
+        t = config.train
         # Refused starts (a used folder, a resume that would train something else) cost nothing.
         resume_path, checkpoint = open_run(
             self.run_dir, config, resume, world_size=self.dist.world_size, is_main=self.dist.is_main
@@ -392,13 +406,24 @@ class Trainer:
         self.scheduler.step()
 
     def run(self) -> TrainResult:
-        """Train to ``train.steps`` (or the time budget), holding the run folder's lock."""
-        lock = RunLock(self.run_dir) if self.dist.is_main else None
+        """Train to ``train.steps`` (or the time budget), holding the run folder's lock (taken
+        when the trainer was made, released when this returns or raises)."""
+        if self.dist.is_main and self._lock is None:  # run again after it ended
+            self._lock = RunLock(self.run_dir)
         try:
             return self._run()
         finally:
-            if lock is not None:
-                lock.release()
+            self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __del__(self) -> None:  # a trainer made and never run must not keep its folder locked
+        lock = getattr(self, "_lock", None)
+        if lock is not None:
+            lock.release()
 
     def _run(self) -> TrainResult:
         t = self.config.train

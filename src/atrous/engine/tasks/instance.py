@@ -59,6 +59,7 @@ def instance_val_loader(dataset, config: Config) -> DataLoader:
         shuffle=False,
         num_workers=config.data.workers,
         collate_fn=collate_instances,
+        generator=torch.Generator().manual_seed(0),  # not the global RNG's draws (semantic.py says why)
     )
 
 
@@ -114,7 +115,7 @@ class InstanceTask(Task):
     def build_model(self, *, load_weights: bool) -> nn.Module:
         m = self.config.model
         kwargs: dict[str, Any] = {"num_classes": self.num_classes, **m.options}
-        if m.pretrained_backbone is not None:
+        if m.pretrained_backbone is not None and load_weights:  # resuming: the weights are in the checkpoint
             kwargs["pretrained_backbone"] = m.pretrained_backbone
         if m.checkpoint_path is not None and load_weights:
             kwargs["checkpoint_path"] = m.checkpoint_path

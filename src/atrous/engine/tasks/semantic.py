@@ -37,12 +37,13 @@ CARD_RESAMPLES = 1000  # bootstrap resamples for the model card's intervals
 
 
 def build_model(config: Config, num_classes: int, *, load_weights: bool = True) -> SegmentationModel:
-    """The model of ``config.model``; ``load_weights=False`` skips ``model.checkpoint_path``
-    (a resumed run's weights come from its checkpoint)."""
+    """The model of ``config.model``; ``load_weights=False`` skips ``model.checkpoint_path`` and
+    ``model.pretrained_backbone`` (a resumed run's weights come from its checkpoint: a moved
+    file or a download on an offline machine must not stop it)."""
     kwargs: dict[str, Any] = {"num_classes": num_classes}
     for key in ("output_stride", "multi_grid", "pretrained_backbone", "aux", "checkpoint_path"):
         value = getattr(config.model, key)
-        if value is not None and (load_weights or key != "checkpoint_path"):
+        if value is not None and (load_weights or key not in ("checkpoint_path", "pretrained_backbone")):
             kwargs[key] = value
     clash = sorted(set(config.model.options) & {*kwargs, "num_classes"})
     if clash:
@@ -189,6 +190,10 @@ class SemanticTask(Task):
             sampler=ShardSampler(len(self.val_set), self.dist.rank, self.dist.world_size),
             num_workers=d.workers,
             pin_memory=self.device.type == "cuda",
+            # Its own generator: without one each pass draws its seed from the global RNG, which
+            # dropout uses too, and a run resumed from a checkpoint written before an evaluation
+            # would train on other draws than one that never stopped.
+            generator=torch.Generator().manual_seed(0),
         )
         return self._val_loader
 
