@@ -64,7 +64,7 @@ def output_size(input_size: int, depth: int = UNET_DEPTH) -> int:
             raise ValueError(
                 f"input size {input_size} is not valid for the unpadded U-Net: the map before pooling "
                 f"{level + 1} would be {size} pixels (it must be even and >= 2); "
-                f"use input_size_for(output_size) to pick a valid size"
+                f"{_nearest_valid_inputs(int(input_size), depth)} (input_size_for(output_size) picks one)"
             )
         size //= 2
     size -= 4  # the bottom two convolutions
@@ -75,6 +75,14 @@ def output_size(input_size: int, depth: int = UNET_DEPTH) -> int:
     if size < 1:
         raise ValueError(f"input size {input_size} is too small for the unpadded U-Net")
     return size
+
+
+def _nearest_valid_inputs(input_size: int, depth: int) -> str:
+    """ "the nearest valid sizes are 348 and 364": the valid inputs around ``input_size``."""
+    below, size = None, input_size_for(1, depth)
+    while size < input_size:
+        below, size = size, input_size_for(output_size(size, depth) + 1, depth)
+    return f"the nearest valid sizes are {below} and {size}" if below else f"the smallest valid size is {size}"
 
 
 def input_size_for(output_size_: int, depth: int = UNET_DEPTH) -> int:
