@@ -102,6 +102,24 @@ def test_a_resume_does_not_read_the_pretrained_backbone_again(tiny_config, tmp_p
     assert Trainer(config, tmp_path / "run", resume=True).run().steps == 6
 
 
+def test_a_checkpoint_resumed_in_another_folder_writes_its_best_model_there(tiny_config, tmp_path):
+    config = tiny_config("train.eval_every=3", "train.checkpoint_every=3")
+
+    def stop_at_three(trainer, step):
+        if step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(TrainingInterrupted):
+        Trainer(config, tmp_path / "first", callbacks=[stop_at_three]).run()
+    assert (tmp_path / "first" / "best" / "config.json").is_file()
+    checkpoint = torch.load(tmp_path / "first" / "last.pt", weights_only=False)
+    checkpoint["best_score"] = 1.0  # a best no later evaluation beats: its best/ stays behind in first/
+    (tmp_path / "copy").mkdir()
+    torch.save(checkpoint, tmp_path / "copy" / "last.pt")
+    Trainer(config, tmp_path / "copy", resume=True).run()
+    assert (tmp_path / "copy" / "best" / "config.json").is_file()  # the run says "best model: copy/best"
+
+
 def test_a_second_trainer_on_a_running_run_is_refused_before_it_touches_the_log(tiny_config, tmp_path):
     config = tiny_config()
     Trainer(config, tmp_path / "run").run()

@@ -325,6 +325,10 @@ class Trainer:
         best = checkpoint.get("best_score", checkpoint.get("best_miou", checkpoint.get("best_map", -math.inf)))
         # The checkpoint at a step is written before that step's evaluation: best.pt knows a better one.
         self.best_score = max(float(best), recorded_best(path, self.step, self.score_name))
+        if not (self.run_dir / "best" / "config.json").is_file():
+            # The checkpoint came from elsewhere (copied, or --resume PATH): the best model it
+            # scored is not in this folder, so the next evaluation writes one here.
+            self.best_score = -math.inf
         if "rng" in checkpoint:
             set_rng_state(checkpoint["rng"])
             if self.dist.enabled:  # each rank keeps its own stream, as in a run that never stopped
