@@ -240,19 +240,17 @@ def load_compared_model(spec: CompareSpec, precision: str, model, device):
     return other
 
 
-def compared_run(spec: CompareSpec, settings: dict[str, Any], model, device, other=None):
+def compared_run(spec: CompareSpec, settings: dict[str, Any], model, device, other):
     """The inference path and the options (scales, flip, output stride, tile, precision) of
-    the compared evaluation: ``(path, options)``. ``other``: the compared model, loaded by
-    :func:`load_compared_model` (when ``spec`` names one)."""
+    the compared evaluation: ``(path, options)``. ``other``: the compared model that
+    :func:`load_compared_model` loaded before the report's first pass (None for settings)."""
     from ..inference import inference_path
     from .common import resolve_base_size
 
     own = {key: settings[key] for key in ("scales", "flip", "output_stride", "tile", "precision", "base_size")}
     own["crf"] = settings["crf_flag"]
     options = dict(own)
-    if spec.model is not None:
-        if other is None:
-            other = load_compared_model(spec, settings["precision_flag"], model, device)
+    if other is not None:
         if settings["output_stride_flag"]:
             other.set_output_stride(settings["output_stride_flag"])
         options["output_stride"] = other.output_stride
@@ -291,7 +289,7 @@ def run_report(args: argparse.Namespace, plan: ReportPlan, context: dict[str, An
     model, device, loader, settings = context["model"], context["device"], context["loader"], context["settings"]
     comparison = None
     if plan.compare is not None:
-        path, options = compared_run(plan.compare, settings, model, device, context.get("compared_model"))
+        path, options = compared_run(plan.compare, settings, model, device, context["compared_model"])
         hook = ImageMatrices(model.num_classes)
         print(f"atrous eval: comparing with {plan.compare.label} (a second pass over the split)", file=sys.stderr)
         with torch.inference_mode():

@@ -84,8 +84,7 @@ def check_new_run_dir(run_dir: str | os.PathLike) -> None:
     overwritten and its ``metrics.jsonl`` would mix two runs — or that holds files of the
     names a run writes (a recipe, a model, plots) that no earlier start of a run wrote."""
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"{run_dir} is a file, not a run folder: choose another --run-dir")
+    _refuse_a_file(run_dir)
     if (run_dir / LAST).exists():
         raise ValueError(f"{run_dir} already holds a run (last.pt): pass --resume, or choose another --run-dir")
     if (run_dir / METRICS).exists():
@@ -99,6 +98,11 @@ def check_new_run_dir(run_dir: str | os.PathLike) -> None:
             f"{run_dir} holds {', '.join(present)}, which a new run would overwrite and no earlier run wrote: "
             "choose another --run-dir (the recipe and any weights to start from can stay where they are)"
         )
+
+
+def _refuse_a_file(run_dir: Path) -> None:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir} is a file, not a run folder: choose another --run-dir")
 
 
 def _written_by_a_start(config_path: Path) -> bool:
@@ -139,8 +143,7 @@ class RunLock:
         import fcntl
 
         run_dir = Path(run_dir)
-        if run_dir.exists() and not run_dir.is_dir():
-            raise ValueError(f"{run_dir} is a file, not a run folder: choose another --run-dir")
+        _refuse_a_file(run_dir)  # before mkdir, whose FileExistsError would not say so
         self.created = not run_dir.exists()  # by this lock: the trainer removes it again if its start is refused
         run_dir.mkdir(parents=True, exist_ok=True)
         self._fd: int | None = os.open(run_dir, os.O_RDONLY)

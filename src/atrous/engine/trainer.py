@@ -425,9 +425,8 @@ class Trainer:
             self._lock = None
 
     def __del__(self) -> None:  # a trainer made and never run must not keep its folder locked
-        lock = getattr(self, "_lock", None)
-        if lock is not None:
-            lock.release()
+        if hasattr(self, "_lock"):  # not when __init__ failed before taking it
+            self._release_lock()
 
     def _run(self) -> TrainResult:
         t = self.config.train

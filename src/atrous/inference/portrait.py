@@ -266,7 +266,7 @@ def subject_probability(
             (``auto``: the fast path in the precision measured fastest here).
     """
     from .fast import inference_path
-    from .tta import model_base_size, predict_batch, predict_probabilities, returns_probabilities
+    from .tta import base_scales, model_base_size, predict_batch, predict_probabilities, returns_probabilities
 
     index = resolve_subject_class(model, subject_class)
     rgb = load_rgb(image)
@@ -278,10 +278,11 @@ def subject_probability(
             raise ValueError(f"base_size={base_size} predicts the resized image whole; tiles need base_size=None")
         inference_size = None  # the network sees the photo at base_size instead
         if max(height, width) > MAX_ASPECT_AT_BASE_SIZE * min(height, width):
+            (factor,) = base_scales((height, width), (1.0,), base_size)
             raise ValueError(
-                f"a {width}×{height} photo would be about {round(width * base_size / min(height, width))}×"
-                f"{round(height * base_size / min(height, width))} for the model (base size {base_size}): portrait "
-                f"mode takes photos whose longer side is at most {MAX_ASPECT_AT_BASE_SIZE}× the shorter"
+                f"a {width}×{height} photo would be about {round(width * factor)}×{round(height * factor)} for the "
+                f"model (base size {base_size}): portrait mode takes photos whose longer side is at most "
+                f"{MAX_ASPECT_AT_BASE_SIZE}× the shorter"
             )
     dev = torch.device(device)
     mean_t = torch.tensor(mean or metadata.get("mean") or IMAGENET_MEAN, dtype=torch.float32, device=dev)
