@@ -99,6 +99,20 @@ def test_eval_single_and_multi_scale_flip(trained_run, tmp_path, capsys):
     assert "mIoU" in capsys.readouterr().out
 
 
+def test_no_flip_overrides_the_recipes_eval_flip(trained_run, tmp_path):
+    """A recipe with ``eval.flip: true`` (the person recipe's) can still be evaluated in one pass:
+    ``--no-flip`` gives the plain evaluation's numbers, and without it the recipe's flip holds
+    (the recorded setting is the one the evaluation ran with; before, --no-flip did not exist)."""
+    plain, flipped, unflipped = (tmp_path / f"{name}.json" for name in ("plain", "flipped", "unflipped"))
+    assert main(["eval", str(trained_run), "--json", str(plain)]) == 0
+    recipe_flip = ["--set", "eval.flip=true"]
+    assert main(["eval", str(trained_run), *recipe_flip, "--json", str(flipped)]) == 0
+    assert main(["eval", str(trained_run), *recipe_flip, "--no-flip", "--json", str(unflipped)]) == 0
+    plain, flipped, unflipped = (json.loads(p.read_text()) for p in (plain, flipped, unflipped))
+    assert plain["flip"] is False and flipped["flip"] is True and unflipped["flip"] is False
+    assert unflipped["miou"] == plain["miou"] and unflipped["per_class"] == plain["per_class"]
+
+
 def test_predict_writes_palette_png_and_overlay(trained_run, tmp_path):
     images = tmp_path / "images"
     images.mkdir()

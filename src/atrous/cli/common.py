@@ -52,7 +52,12 @@ def add_scale_flip_options(parser: argparse.ArgumentParser) -> None:
     """``--scales``, ``--ms``, ``--flip``: test-time augmentation (DeepLab v3 §4.3); see :func:`resolve_scales`."""
     parser.add_argument("--scales", type=float, nargs="+", help="test scales; --ms uses DeepLab v3's 0.5 … 1.75 (§4.3)")
     parser.add_argument("--ms", action="store_true", help="multi-scale test: scales 0.5, 0.75, 1.0, 1.25, 1.5, 1.75")
-    parser.add_argument("--flip", action="store_true", help="add left-right flipped inputs")
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="add left-right flipped inputs; --no-flip: none, also where the run's recipe sets eval.flip",
+    )
 
 
 def add_tta_options(parser: argparse.ArgumentParser) -> None:

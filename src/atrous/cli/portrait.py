@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         # Given: that side (0: the photo's own); else the model's data.base_size, or 520.
         **({} if args.inference_size is None else {"inference_size": args.inference_size or None, "base_size": None}),
         precision=args.precision,
-        **({} if model is None else {"scales": scales, "flip": args.flip}),
+        **({} if model is None else {"scales": scales, "flip": bool(args.flip)}),
     )
     picture = Image.fromarray(result)
     options = {"quality": _JPEG_QUALITY} if fmt == "JPEG" else {}

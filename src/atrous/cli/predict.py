@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         memory_budget=args.memory,
         scales=resolve_scales(args, [1.0]),
-        flip=args.flip,
+        flip=bool(args.flip),
         tile=args.tile,
         crf=crf,
         base_size=base_size,

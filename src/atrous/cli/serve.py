@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         precision=args.precision,
         scales=scales,
-        flip=args.flip,
+        flip=bool(args.flip),
     )
     if args.host not in _LOOPBACK:
         print(
