@@ -72,6 +72,9 @@ def _bench_config(config: Config, train_steps: int) -> Config:
     train = dataclasses.replace(
         config.train,
         steps=train_steps + 2,  # the run is stopped after train_steps + 1, before the final eval and save
+        # A recipe's warm-up may be longer than the timed run (the CPU recipes' 50-100 steps); the
+        # learning rate does not change a step's cost, and the config refuses warm-up > steps.
+        warmup_steps=min(config.train.warmup_steps, train_steps + 2),
         max_time_s=None,
         eval_every=never,
         log_every=never,

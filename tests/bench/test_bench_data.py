@@ -42,3 +42,11 @@ def test_measure_reports_positive_finite_numbers(bench_data, tiny_config, tmp_pa
     assert not multiprocessing.active_children()
     # Nothing but the resolved config and precision was written: no eval, checkpoint or plots in the window.
     assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["config.yaml", "precision.json"]
+
+
+def test_a_recipe_whose_warm_up_outlasts_the_timed_steps_still_runs(bench_data, tiny_config, tmp_path):
+    """The CPU recipes warm up for 50-100 steps, more than a bench times: the config check
+    (warm-up <= steps) refused them until the bench shortened the warm-up too."""
+    config = tiny_config("data.workers=0", "train.steps=200", "train.warmup_steps=100")
+    result = bench_data.measure(config, batches=1, train_steps=1, run_dir=tmp_path)
+    assert result["train_steps"] == 1 and result["train_step_s"] > 0
