@@ -135,6 +135,11 @@ def resolve_base_size(flag: int | None, model, tile: int | None = None) -> int |
     return base_size
 
 
+def resolve_flip(args: argparse.Namespace, default: bool) -> bool:
+    """``--flip`` / ``--no-flip`` when given, else ``default`` (eval: the recipe's ``eval.flip``)."""
+    return default if args.flip is None else args.flip
+
+
 def resolve_scales(args: argparse.Namespace, default: list[float]) -> list[float]:
     from ..inference.tta import DEEPLAB_SCALES
 

@@ -14,6 +14,7 @@ from .common import (
     crf_record,
     resolve_base_size,
     resolve_crf_option,
+    resolve_flip,
     resolve_scales,
     run_config_path,
 )
@@ -62,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         _check_json(args, config_path, config)
     scales = resolve_scales(args, list(config.eval.scales))
-    flip = config.eval.flip if args.flip is None else args.flip  # --no-flip overrides the recipe's eval.flip
+    flip = resolve_flip(args, config.eval.flip)  # --no-flip overrides the recipe's eval.flip
     output_stride = args.output_stride or config.eval.output_stride
     tile = args.tile or config.eval.tile
     crf = resolve_crf_option(args)

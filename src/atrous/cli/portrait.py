@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .common import add_precision_option, add_scale_flip_options, resolve_scales
+from .common import add_precision_option, add_scale_flip_options, resolve_flip, resolve_scales
 
 HELP = "portrait mode: blur a photo's background, keep the person (or another class, or a mask) sharp"
 
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         # Given: that side (0: the photo's own); else the model's data.base_size, or 520.
         **({} if args.inference_size is None else {"inference_size": args.inference_size or None, "base_size": None}),
         precision=args.precision,
-        **({} if model is None else {"scales": scales, "flip": bool(args.flip)}),
+        **({} if model is None else {"scales": scales, "flip": resolve_flip(args, False)}),
     )
     picture = Image.fromarray(result)
     options = {"quality": _JPEG_QUALITY} if fmt == "JPEG" else {}

@@ -21,6 +21,7 @@ from .common import (
     expand_inputs,
     resolve_base_size,
     resolve_crf_option,
+    resolve_flip,
     resolve_scales,
 )
 
@@ -99,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         compile=args.compile,
         memory_budget=args.memory,
         scales=resolve_scales(args, [1.0]),
-        flip=bool(args.flip),
+        flip=resolve_flip(args, False),
         tile=args.tile,
         crf=crf,
         base_size=base_size,

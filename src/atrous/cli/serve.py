@@ -8,7 +8,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from .common import add_scale_flip_options, resolve_scales
+from .common import add_scale_flip_options, resolve_flip, resolve_scales
 
 if TYPE_CHECKING:
     from ..serve.service import ModelService
@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         device=device,
         precision=args.precision,
         scales=scales,
-        flip=bool(args.flip),
+        flip=resolve_flip(args, False),
     )
     if args.host not in _LOOPBACK:
         print(
