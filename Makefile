@@ -21,8 +21,11 @@ setup: .venv/.synced
 demo: setup
 	$(RUN) atrous demo
 
+# One pytest-xdist worker per core (tests/conftest.py gives each one thread); --dist loadfile
+# keeps a file's tests on one worker, so a module's trained-model fixture is built once.
+# On 2 cores of a Xeon: 10 min 20 s against 18 min 21 s one process.
 test: setup
-	$(RUN) pytest
+	$(RUN) pytest -n auto --dist loadfile
 
 lint: setup
 	$(RUN) ruff check src tests scripts bench

@@ -1,5 +1,5 @@
-"""Shared fixtures: a fixed seed, two threads, an isolated torch.hub cache and precision cache, a tiny
-training config."""
+"""Shared fixtures: a fixed seed, two threads (one per xdist worker), an isolated torch.hub cache
+and precision cache, a tiny training config."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ import torch
 
 from atrous.config import load_config
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # make test runs one pytest-xdist worker per core: one thread each, and one in every CLI
+    # process a worker starts (they inherit OMP_NUM_THREADS). Two workers with two OpenMP
+    # threads each on two cores spin-wait for descheduled siblings (see tests/analysis/conftest.py).
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)
+else:
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(autouse=True, scope="session")
