@@ -113,6 +113,23 @@ def test_no_flip_overrides_the_recipes_eval_flip(trained_run, tmp_path):
     assert unflipped["miou"] == plain["miou"] and unflipped["per_class"] == plain["per_class"]
 
 
+def test_tile_0_overrides_the_recipes_eval_tile(trained_run, tmp_path, capsys):
+    """``--tile 0`` evaluates whole images under a recipe with ``eval.tile`` (the membrane
+    recipe's), as ``--no-flip`` undoes ``eval.flip``; before, ``args.tile or config.eval.tile``
+    kept the recipe's tile. A negative tile is refused by the parser, naming the option."""
+    plain, tiled, whole = (tmp_path / f"{name}.json" for name in ("plain", "tiled", "whole"))
+    assert main(["eval", str(trained_run), "--json", str(plain)]) == 0
+    recipe_tile = ["--set", "eval.tile=16"]
+    assert main(["eval", str(trained_run), *recipe_tile, "--json", str(tiled)]) == 0
+    assert main(["eval", str(trained_run), *recipe_tile, "--tile", "0", "--json", str(whole)]) == 0
+    plain, tiled, whole = (json.loads(p.read_text()) for p in (plain, tiled, whole))
+    assert plain["tile"] is None and tiled["tile"] == 16 and whole["tile"] is None
+    assert whole["miou"] == plain["miou"] and whole["per_class"] == plain["per_class"]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(trained_run), "--tile", "-1"])
+    assert exit_info.value.code == 2 and "--tile" in capsys.readouterr().err
+
+
 def test_predict_writes_palette_png_and_overlay(trained_run, tmp_path):
     images = tmp_path / "images"
     images.mkdir()

@@ -71,7 +71,11 @@ def add_tta_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output-stride", type=int, choices=(8, 16, 32), help="evaluate at this output stride")
     parser.add_argument(
-        "--tile", type=int, help="predict in tiles of this size (overlap-tile for the unpadded U-Net, U-Net §2)"
+        "--tile",
+        type=_non_negative_int,
+        metavar="PX",
+        help="predict in tiles of this size (overlap-tile for the unpadded U-Net, U-Net §2); 0: the whole image at "
+        "once (eval: instead of the recipe's eval.tile)",
     )
     parser.add_argument(
         "--crf",

@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     scales = resolve_scales(args, list(config.eval.scales))
     flip = resolve_flip(args, config.eval.flip)  # --no-flip overrides the recipe's eval.flip
     output_stride = args.output_stride or config.eval.output_stride
-    tile = args.tile or config.eval.tile
+    tile = config.eval.tile if args.tile is None else (args.tile or None)  # --tile 0 overrides the recipe's
     crf = resolve_crf_option(args)
 
     device = resolve_device(args.device)

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         memory_budget=args.memory,
         scales=resolve_scales(args, [1.0]),
         flip=resolve_flip(args, False),
-        tile=args.tile,
+        tile=args.tile or None,  # --tile 0: the whole image
         crf=crf,
         base_size=base_size,
     )
