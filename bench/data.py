@@ -3,8 +3,8 @@
     python bench/data.py [--config PATH] [--set key=value ...] [--batches 30] [--train-steps 10] [--json]
 
 Runs configs/deeplabv3plus_resnet50_os16_camvid.yaml with the CPU-sized overrides of
-bench/camvid.py (256×256 crops, batch 4) and the default worker count (data.workers=2),
-and measures three things, each through the Trainer itself (same datasets, same loader,
+bench/camvid.py (256×256 crops, batch 4) and the default worker count (data.workers=2), or
+the recipe given with --config as it is written (its own crop, batch and workers), and measures three things, each through the Trainer itself (same datasets, same loader,
 same step, same precision):
 
 1. loader alone: images/s of ``Trainer.train_loader`` (decode + augmentation in the
@@ -39,7 +39,15 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ itself, also when loaded by path
-from _trainer_runs import CPU_OVERRIDES, StopRun, data_overrides, recipe_parser, release, run_until_stopped
+from _trainer_runs import (
+    CPU_OVERRIDES,
+    DEFAULT_CONFIG,
+    StopRun,
+    data_overrides,
+    recipe_parser,
+    release,
+    run_until_stopped,
+)
 
 from atrous.config import Config, load_config
 from atrous.engine.trainer import Trainer
@@ -207,14 +215,21 @@ def format_table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def recipe_overrides(config_path: Path, overrides: list[str]) -> list[str]:
+    """What ``main`` applies before the user's ``--set``: the CPU sizes for the default recipe only
+    (a GPU one: ResNet-50, 352×480 crops, batch 8); a recipe given with ``--config`` is measured at its own
+    crop, batch and workers — before, the CPU sizes replaced them too unless restated with --set."""
+    sizing = CPU_OVERRIDES if Path(config_path).resolve() == DEFAULT_CONFIG.resolve() else []
+    return [*sizing, *data_overrides(config_path, overrides)]
+
+
 def main() -> None:
     parser = recipe_parser(__doc__)
     parser.add_argument("--batches", type=int, default=30, help="loader batches timed after the first (default 30)")
     parser.add_argument("--train-steps", type=int, default=10, help="steps timed after a warm-up (default 10)")
     args = parser.parse_args()
 
-    overrides = [*CPU_OVERRIDES, *data_overrides(args.config, args.overrides)]
-    config = load_config(args.config, [*overrides, *args.overrides])
+    config = load_config(args.config, [*recipe_overrides(args.config, args.overrides), *args.overrides])
 
     with tempfile.TemporaryDirectory(prefix="bench_data_") as run_dir:
         result = measure(config, batches=args.batches, train_steps=args.train_steps, run_dir=run_dir)

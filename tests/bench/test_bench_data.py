@@ -50,3 +50,16 @@ def test_a_recipe_whose_warm_up_outlasts_the_timed_steps_still_runs(bench_data, 
     config = tiny_config("data.workers=0", "train.steps=200", "train.warmup_steps=100")
     result = bench_data.measure(config, batches=1, train_steps=1, run_dir=tmp_path)
     assert result["train_steps"] == 1 and result["train_step_s"] > 0
+
+
+def test_a_given_recipe_keeps_its_own_crop_and_batch(bench_data, monkeypatch):
+    """Only the default recipe (ResNet-50, sized for a GPU) is cut to the CPU sizes; a recipe given
+    with --config was measured at 256² and batch 4 too until it restated its own with --set."""
+    from atrous.config import load_config
+
+    monkeypatch.setattr(bench_data, "data_overrides", lambda path, overrides: [])  # no CamVid needed
+    recipe = SCRIPT.parents[1] / "configs" / "deeplabv3plus_mobilenetv2_camvid_cpu.yaml"
+    own = load_config(recipe, bench_data.recipe_overrides(recipe, []))
+    assert list(own.data.crop_size) == [288, 352] and own.data.batch_size == 8
+    default = load_config(bench_data.DEFAULT_CONFIG, bench_data.recipe_overrides(bench_data.DEFAULT_CONFIG, []))
+    assert list(default.data.crop_size) == [256, 256] and default.data.batch_size == 4
