@@ -2,6 +2,7 @@
 
     python bench/camvid.py                                   # configs/deeplabv3plus_mobilenetv2_camvid_cpu.yaml
     python bench/camvid.py --minutes 20 --steps 1400         # a shorter budget: lay the schedule over fewer steps
+    python bench/camvid.py --config configs/deeplabv3plus_resnet18_camvid_cpu.yaml   # the faster one on AMX CPUs
     python bench/camvid.py --config configs/OTHER.yaml --set data.batch_size=4
 
 Trains the recipe (default: the one sized for 2 CPU cores in under an hour, docs/benchmarks.md)

@@ -4,8 +4,9 @@
 
 Runs configs/deeplabv3plus_resnet50_os16_camvid.yaml with the CPU-sized overrides of
 bench/camvid.py (256×256 crops, batch 4) and the default worker count (data.workers=2), or
-the recipe given with --config as it is written (its own crop, batch and workers), and measures three things, each through the Trainer itself (same datasets, same loader,
-same step, same precision):
+the recipe given with --config as it is written (its own crop, batch and workers), and
+measures three things, each through the Trainer itself (same datasets, same loader, same
+step, same precision):
 
 1. loader alone: images/s of ``Trainer.train_loader`` (decode + augmentation in the
    workers) over --batches batches after the first one (worker start-up), with no model;
