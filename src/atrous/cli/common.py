@@ -144,6 +144,11 @@ def resolve_flip(args: argparse.Namespace, default: bool) -> bool:
     return default if args.flip is None else args.flip
 
 
+def resolve_tile(args: argparse.Namespace, default: int | None) -> int | None:
+    """``--tile`` when given (0: whole images, None), else ``default`` (eval: the recipe's ``eval.tile``)."""
+    return default if args.tile is None else (args.tile or None)
+
+
 def resolve_scales(args: argparse.Namespace, default: list[float]) -> list[float]:
     from ..inference.tta import DEEPLAB_SCALES
 

@@ -16,6 +16,7 @@ from .common import (
     resolve_crf_option,
     resolve_flip,
     resolve_scales,
+    resolve_tile,
     run_config_path,
 )
 from .eval_report import add_report_options, check_report_options, load_compared_model, run_report
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     scales = resolve_scales(args, list(config.eval.scales))
     flip = resolve_flip(args, config.eval.flip)  # --no-flip overrides the recipe's eval.flip
     output_stride = args.output_stride or config.eval.output_stride
-    tile = config.eval.tile if args.tile is None else (args.tile or None)  # --tile 0 overrides the recipe's
+    tile = resolve_tile(args, config.eval.tile)  # --tile 0 overrides the recipe's eval.tile
     crf = resolve_crf_option(args)
 
     device = resolve_device(args.device)

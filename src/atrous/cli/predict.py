@@ -23,6 +23,7 @@ from .common import (
     resolve_crf_option,
     resolve_flip,
     resolve_scales,
+    resolve_tile,
 )
 
 HELP = "predict label maps and overlays for images (files, folders, globs)"
@@ -92,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         return _run_instance(args, model, paths, names)
     if args.output_stride:
         model.set_output_stride(args.output_stride)
-    base_size = resolve_base_size(args.base_size, model, args.tile)
+    tile = resolve_tile(args, None)
+    base_size = resolve_base_size(args.base_size, model, tile)
     predictor = Predictor(
         model,
         device=resolve_device(args.device),
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         memory_budget=args.memory,
         scales=resolve_scales(args, [1.0]),
         flip=resolve_flip(args, False),
-        tile=args.tile or None,  # --tile 0: the whole image
+        tile=tile,
         crf=crf,
         base_size=base_size,
     )
