@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "configs" / "deeplabv3plus_resnet50_os16_camvid.yaml"
 # bench/camvid.py's CPU sizes, with the default worker count (DataConfig.workers).
 CPU_OVERRIDES = ["data.crop_size=[256, 256]", "data.batch_size=4", "data.workers=2"]
+# A bench times or stops its own steps: no time budget, so no schedule fitted to one either
+# (the config refuses train.fit_to_budget without train.max_time_s; the CPU CamVid ResNet-18 recipe sets it).
+UNTIMED = {"max_time_s": None, "fit_to_budget": False}
 
 
 def recipe_parser(description: str | None) -> argparse.ArgumentParser:

@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ itself, also 
 from _trainer_runs import (
     CPU_OVERRIDES,
     DEFAULT_CONFIG,
+    UNTIMED,
     StopRun,
     data_overrides,
     recipe_parser,
@@ -84,7 +85,7 @@ def _bench_config(config: Config, train_steps: int) -> Config:
         # A recipe's warm-up may be longer than the timed run (the CPU recipes' 50-100 steps); the
         # learning rate does not change a step's cost, and the config refuses warm-up > steps.
         warmup_steps=min(config.train.warmup_steps, train_steps + 2),
-        max_time_s=None,
+        **UNTIMED,
         eval_every=never,
         log_every=never,
         checkpoint_every=never,

@@ -66,7 +66,15 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ itself, also when loaded by path
-from _trainer_runs import CPU_OVERRIDES, StopRun, data_overrides, recipe_parser, release, run_until_stopped
+from _trainer_runs import (
+    CPU_OVERRIDES,
+    UNTIMED,
+    StopRun,
+    data_overrides,
+    recipe_parser,
+    release,
+    run_until_stopped,
+)
 
 from atrous.config import Config, load_config
 from atrous.engine.trainer import Trainer
@@ -127,7 +135,7 @@ def _run_config(config: Config, *, steps: int, amp: str, channels_last: bool, se
     train = dataclasses.replace(
         config.train,
         steps=steps + 1,  # stopped after `steps`, before the last step's evaluation and checkpoint
-        max_time_s=None,
+        **UNTIMED,
         eval_every=never,
         checkpoint_every=never,
         log_every=1,

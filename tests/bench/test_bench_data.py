@@ -52,6 +52,14 @@ def test_a_recipe_whose_warm_up_outlasts_the_timed_steps_still_runs(bench_data, 
     assert result["train_steps"] == 1 and result["train_step_s"] > 0
 
 
+def test_a_recipe_that_fits_its_schedule_to_a_budget_still_runs(bench_data, tiny_config, tmp_path):
+    """configs/deeplabv3plus_resnet18_camvid_cpu.yaml sets train.fit_to_budget: the bench drops the
+    time budget, and the config refuses a fitted schedule without one unless the bench drops both."""
+    config = tiny_config("data.workers=0", "train.max_time_s=600", "train.fit_to_budget=true")
+    result = bench_data.measure(config, batches=1, train_steps=1, run_dir=tmp_path)
+    assert result["train_steps"] == 1 and result["train_step_s"] > 0
+
+
 def test_a_given_recipe_keeps_its_own_crop_and_batch(bench_data, monkeypatch):
     """Only the default recipe (ResNet-50, sized for a GPU) is cut to the CPU sizes; a recipe given
     with --config was measured at 256² and batch 4 too until it restated its own with --set."""

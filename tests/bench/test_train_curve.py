@@ -63,3 +63,13 @@ def test_compare_runs_three_curves_and_a_verdict(train_curve, tiny_config, tmp_p
     assert not multiprocessing.active_children()
     # Stopped before the last step's evaluation and checkpoint: only the config, precision and the log.
     assert sorted(p.name for p in (tmp_path / "fast").iterdir()) == ["config.yaml", "metrics.jsonl", "precision.json"]
+
+
+def test_a_recipe_that_fits_its_schedule_to_a_budget_is_accepted(train_curve, tiny_config):
+    """The bench drops the time budget; a recipe with train.fit_to_budget (the CPU CamVid ResNet-18
+    one) was refused by the config check until the bench dropped the fitted schedule with it."""
+    from atrous.config import validate_config
+
+    config = tiny_config("train.max_time_s=600", "train.fit_to_budget=true")
+    run = train_curve._run_config(config, steps=STEPS, amp="off", channels_last=False, seed=0)
+    assert validate_config(run).train.max_time_s is None and not run.train.fit_to_budget
